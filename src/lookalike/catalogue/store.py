@@ -1,0 +1,183 @@
+"""The catalogue: one SQLite table of items (id, image path, category, split, box, attributes)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import CatalogueError, ItemNotFoundError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    id          TEXT PRIMARY KEY,
+    path        TEXT NOT NULL,
+    category    TEXT NOT NULL,
+    split       TEXT,
+    x1 REAL, y1 REAL, x2 REAL, y2 REAL,
+    attributes  TEXT NOT NULL DEFAULT '[]',
+    source      TEXT NOT NULL DEFAULT '',
+    added_at    TEXT NOT NULL DEFAULT (datetime('now'))
+);
+CREATE INDEX IF NOT EXISTS items_category ON items(category);
+CREATE INDEX IF NOT EXISTS items_split ON items(split);
+CREATE TABLE IF NOT EXISTS imports (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    reader      TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    added       INTEGER NOT NULL,
+    updated     INTEGER NOT NULL,
+    skipped     INTEGER NOT NULL,
+    finished_at TEXT NOT NULL DEFAULT (datetime('now'))
+);
+"""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One catalogue item: an image of a product with its labels."""
+
+    id: str
+    path: str
+    category: str
+    split: str | None = None
+    box: tuple[float, float, float, float] | None = None
+    attributes: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            raise CatalogueError("an item needs a non-empty id")
+        if not self.category:
+            raise CatalogueError(f"item {self.id!r} has no category")
+        if self.box is not None:
+            x1, y1, x2, y2 = self.box
+            if not (x2 > x1 and y2 > y1):
+                raise CatalogueError(f"item {self.id!r}: box {self.box} needs x1 < x2 and y1 < y2")
+
+
+class Catalogue:
+    """SQLite-backed catalogue of items in a workspace.
+
+    Paths inside the workspace are stored relative to it, so a workspace can be moved.
+    """
+
+    def __init__(self, db_path: str | Path, root: str | Path | None = None):
+        self.db_path = Path(db_path)
+        self.root = Path(root) if root is not None else self.db_path.parent
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(self.db_path)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Catalogue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------
+    def upsert(self, items: Iterable[Item], *, source: str = "") -> tuple[int, int]:
+        """Insert or update items by id; returns ``(added, updated)``. Never duplicates an id."""
+        added = updated = 0
+        with self._conn:
+            for item in items:
+                exists = self._conn.execute("SELECT 1 FROM items WHERE id=?", (item.id,)).fetchone()
+                box = item.box or (None, None, None, None)
+                self._conn.execute(
+                    """INSERT INTO items(id, path, category, split, x1, y1, x2, y2, attributes, source)
+                       VALUES (?,?,?,?,?,?,?,?,?,?)
+                       ON CONFLICT(id) DO UPDATE SET path=excluded.path, category=excluded.category,
+                         split=excluded.split, x1=excluded.x1, y1=excluded.y1, x2=excluded.x2,
+                         y2=excluded.y2, attributes=excluded.attributes, source=excluded.source""",
+                    (item.id, self._store_path(item.path), item.category, item.split, *box,
+                     json.dumps(list(item.attributes)), source),
+                )
+                if exists:
+                    updated += 1
+                else:
+                    added += 1
+        return added, updated
+
+    def log_import(self, reader: str, source: str, added: int, updated: int, skipped: int) -> None:
+        with self._conn:
+            self._conn.execute(
+                "INSERT INTO imports(reader, source, added, updated, skipped) VALUES (?,?,?,?,?)",
+                (reader, source, added, updated, skipped),
+            )
+
+    # -- reading ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+
+    def __contains__(self, item_id: object) -> bool:
+        return self._conn.execute("SELECT 1 FROM items WHERE id=?", (item_id,)).fetchone() is not None
+
+    def get(self, item_id: str) -> Item:
+        """The item with this id; the error suggests how to find valid ids."""
+        row = self._conn.execute(f"SELECT {_COLUMNS} FROM items WHERE id=?", (item_id,)).fetchone()
+        if row is None:
+            examples = [r[0] for r in self._conn.execute("SELECT id FROM items ORDER BY id LIMIT 3")]
+            hint = f"; ids look like: {', '.join(examples)}" if examples else "; the catalogue is empty"
+            raise ItemNotFoundError(f"item {item_id!r} is not in the catalogue ({len(self)} items){hint}")
+        return self._row_to_item(row)
+
+    def get_many(self, item_ids: Sequence[str]) -> dict[str, Item]:
+        """Items by id (ids not in the catalogue are left out)."""
+        out: dict[str, Item] = {}
+        for start in range(0, len(item_ids), 500):
+            chunk = list(item_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            for row in self._conn.execute(f"SELECT {_COLUMNS} FROM items WHERE id IN ({marks})", chunk):
+                item = self._row_to_item(row)
+                out[item.id] = item
+        return out
+
+    def items(self, *, split: str | None = None, category: str | None = None) -> Iterator[Item]:
+        """All items in id order, optionally filtered by split and category."""
+        query, args = f"SELECT {_COLUMNS} FROM items WHERE 1=1", []
+        if split is not None:
+            query += " AND split=?"
+            args.append(split)
+        if category is not None:
+            query += " AND category=?"
+            args.append(category)
+        for row in self._conn.execute(query + " ORDER BY id", args):
+            yield self._row_to_item(row)
+
+    def ids(self) -> list[str]:
+        return [r[0] for r in self._conn.execute("SELECT id FROM items ORDER BY id")]
+
+    def category_counts(self) -> dict[str, int]:
+        rows = self._conn.execute("SELECT category, COUNT(*) FROM items GROUP BY category ORDER BY 2 DESC, 1")
+        return dict(rows.fetchall())
+
+    def split_counts(self) -> dict[str, int]:
+        rows = self._conn.execute("SELECT COALESCE(split, ''), COUNT(*) FROM items GROUP BY 1 ORDER BY 1")
+        return dict(rows.fetchall())
+
+    def resolve(self, path: str) -> Path:
+        """Absolute path of an image as stored in the catalogue."""
+        p = Path(path)
+        return p if p.is_absolute() else self.root / p
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _store_path(self, path: str) -> str:
+        p = Path(path).absolute()
+        try:
+            return p.relative_to(self.root.absolute()).as_posix()
+        except ValueError:
+            return str(p)
+
+    @staticmethod
+    def _row_to_item(row: tuple) -> Item:
+        item_id, path, category, split, x1, y1, x2, y2, attributes = row
+        box = None if x1 is None else (x1, y1, x2, y2)
+        return Item(item_id, path, category, split, box, tuple(json.loads(attributes)))
+
+
+_COLUMNS = "id, path, category, split, x1, y1, x2, y2, attributes"

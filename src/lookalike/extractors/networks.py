@@ -1,0 +1,60 @@
+"""Torch modules behind the extractors (imported only when a model is built or trained)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: torchvision's VGG-16 ("configuration D"): conv widths, "M" = 2x2 max-pool.
+VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+class GlobalPooledFeatures(nn.Module):
+    """Global average pool of a network's ``extract_features`` map."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x).mean(dim=(2, 3))
+
+
+def vgg16_features() -> nn.Sequential:
+    """VGG-16's 13 conv layers + 5 max-pools, named like torchvision's ``features``."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for v in VGG16_CFG:
+        if v == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            layers += [nn.Conv2d(channels, int(v), kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+            channels = int(v)
+    return nn.Sequential(*layers)
+
+
+class VGG16Features(nn.Module):
+    """VGG-16 up to a named layer: ``pool5`` (global-average-pooled, 512-d), ``fc6`` or ``fc7`` (4096-d).
+
+    FC6 and FC7 are taken after their ReLU, as Keras' ``fc1`` / ``fc2`` outputs are in the post.
+    Parameter names match torchvision's ``vgg16`` state dict, so its checkpoint loads as is.
+    """
+
+    def __init__(self, layer: str = "pool5"):
+        super().__init__()
+        if layer not in ("pool5", "fc6", "fc7"):
+            raise ValueError(f"layer must be pool5, fc6 or fc7; got {layer!r}")
+        self.layer = layer
+        self.features = vgg16_features()
+        if layer != "pool5":
+            self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+            head: list[nn.Module] = [nn.Linear(512 * 7 * 7, 4096), nn.ReLU(inplace=True)]
+            if layer == "fc7":
+                head += [nn.Dropout(), nn.Linear(4096, 4096), nn.ReLU(inplace=True)]
+            self.classifier = nn.Sequential(*head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        if self.layer == "pool5":
+            return x.mean(dim=(2, 3))
+        return self.classifier(torch.flatten(self.avgpool(x), 1))

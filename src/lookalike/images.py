@@ -1,0 +1,122 @@
+"""Safe image loading: every photo a shop or a phone produces becomes an RGB image, or an ImageError.
+
+Handles EXIF rotation, CMYK, 16-bit, palette and alpha images, and refuses decompression bombs
+before decoding them. Crops to a bounding box when one is given.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+#: Largest image (in pixels) decoded; larger ones are refused as likely decompression bombs.
+MAX_IMAGE_PIXELS = 64_000_000
+
+Box = tuple[float, float, float, float]
+
+
+def load_image(
+    source: str | Path | bytes,
+    box: Sequence[float] | None = None,
+    *,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+) -> Image.Image:
+    """Decode an image file (or bytes) to an upright RGB ``PIL.Image``, cropped to ``box``.
+
+    Args:
+        source: path to an image file, or its bytes.
+        box: optional ``(x1, y1, x2, y2)`` in pixels of the upright image.
+        max_pixels: refuse images with more pixels than this (decompression-bomb guard).
+
+    Raises:
+        ImageError: unreadable, empty, corrupt or truncated file, not an image, too large, or bad box.
+    """
+    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    try:
+        if isinstance(source, bytes):
+            if not source:
+                raise ImageError(f"{name}: empty file")
+            fp: io.BytesIO | str | Path = io.BytesIO(source)
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise ImageError(f"{name}: no such file")
+            if path.stat().st_size == 0:
+                raise ImageError(f"{name}: empty file (0 bytes)")
+            fp = path
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(fp) as img:
+                width, height = img.size
+                if width * height > max_pixels:
+                    raise ImageError(
+                        f"{name}: {width}x{height} pixels is over the limit of {max_pixels:,} "
+                        "(possible decompression bomb)"
+                    )
+                img.load()
+                rgb = to_rgb(ImageOps.exif_transpose(img))
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{name}: refused as a possible decompression bomb ({exc})") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image file Pillow can read") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{name}: corrupt or truncated image ({exc})") from None
+    if box is not None:
+        rgb = crop_to_box(rgb, box, name=name)
+    return rgb
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; transparency is composited onto white."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(scaled.round().astype(np.uint8), "L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def crop_to_box(img: Image.Image, box: Sequence[float], *, name: str = "image") -> Image.Image:
+    """Crop to ``(x1, y1, x2, y2)``, clipped to the image; an empty or malformed box is an error."""
+    if len(box) != 4:
+        raise ImageError(f"{name}: a box needs 4 numbers x1,y1,x2,y2, got {len(box)}")
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if not all(np.isfinite([x1, y1, x2, y2])):
+        raise ImageError(f"{name}: box {tuple(box)} has a non-finite number")
+    x1, x2 = max(0.0, x1), min(float(img.width), x2)
+    y1, y2 = max(0.0, y1), min(float(img.height), y2)
+    if x2 - x1 < 1 or y2 - y1 < 1:
+        raise ImageError(
+            f"{name}: box {tuple(box)} is empty inside the {img.width}x{img.height} image "
+            "(expected x1 < x2, y1 < y2 in pixels)"
+        )
+    return img.crop((round(x1), round(y1), round(x2), round(y2)))
+
+
+def parse_box(text: str) -> Box:
+    """Parse ``"x1,y1,x2,y2"`` into a box tuple."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise ImageError(f"box {text!r} is not four numbers x1,y1,x2,y2") from None
+    if len(values) != 4:
+        raise ImageError(f"box {text!r} is not four numbers x1,y1,x2,y2")
+    return values  # type: ignore[return-value]

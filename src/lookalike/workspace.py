@@ -1,0 +1,61 @@
+"""A workspace: one folder holding a catalogue, its images, feature stores, indexes and models.
+
+::
+
+    WS/
+      catalogue.sqlite        items (id, path, category, split, box, attributes)
+      images/                 images written by readers (e.g. Fashion-MNIST PNGs)
+      features/<model>/       feature store: shards + ids + manifest.json
+      indexes/<model>/<metric>/  persisted nearest-neighbour indexes
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from .catalogue import Catalogue
+
+DEFAULT_WORKSPACE = "lookalike-workspace"
+
+
+def default_workspace() -> Path:
+    """``$LOOKALIKE_WORKSPACE`` or ``./lookalike-workspace``."""
+    return Path(os.environ.get("LOOKALIKE_WORKSPACE") or DEFAULT_WORKSPACE)
+
+
+class Workspace:
+    """Paths and lazily opened parts of one workspace folder."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else default_workspace()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def images_dir(self) -> Path:
+        return self.root / "images"
+
+    def features_dir(self, model: str) -> Path:
+        return self.root / "features" / model
+
+    def index_dir(self, model: str, metric: str) -> Path:
+        return self.root / "indexes" / model / metric
+
+    @cached_property
+    def catalogue(self) -> Catalogue:
+        return Catalogue(self.root / "catalogue.sqlite", root=self.root)
+
+    def feature_store(self, model: str):
+        from .features import FeatureStore
+
+        return FeatureStore(self.features_dir(model))
+
+    def extracted_models(self) -> list[str]:
+        """Models with a feature store in this workspace."""
+        base = self.root / "features"
+        return sorted(p.name for p in base.iterdir() if (p / "manifest.json").is_file()) if base.is_dir() else []
+
+    def close(self) -> None:
+        if "catalogue" in self.__dict__:
+            self.catalogue.close()
