@@ -1,0 +1,209 @@
+"""The ``lookalike`` command line: a thin shell, one subcommand = one library call.
+
+Errors become one line on stderr and exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import LookalikeError
+
+WORKSPACE_HELP = "workspace folder (default: $LOOKALIKE_WORKSPACE or ./lookalike-workspace)"
+
+
+def _workspace(args: argparse.Namespace):
+    from .workspace import Workspace
+
+    return Workspace(args.workspace)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .catalogue import import_catalogue
+
+    ws = _workspace(args)
+    summary = import_catalogue(ws.catalogue, args.kind, args.source, limit=args.limit, seed=args.seed,
+                               image_dir=ws.images_dir)
+    print("\n".join(summary.lines()))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .extractors import create_extractor, list_extractors
+
+    infos = [create_extractor(name).info() for name in list_extractors(args.pattern)]
+    if args.json:
+        print(json.dumps(infos, indent=2))
+        return 0
+    print(f"{'model':<20} {'dim':>5} {'input':>5}  weights")
+    for info in infos:
+        print(f"{info['name']:<20} {info['dim']:>5} {info['input_size']:>5}  {info['weights']}")
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from .extractors import create_extractor
+    from .features import extract_features
+
+    ws = _workspace(args)
+    if len(ws.catalogue) == 0:
+        raise LookalikeError(f"the catalogue in {ws.root} is empty; run: lookalike import KIND SOURCE -w {ws.root}")
+    extractor = create_extractor(args.model, weights=args.weights)
+    summary = extract_features(ws.catalogue, extractor, ws.feature_store(args.model), batch_size=args.batch_size,
+                               overwrite=args.overwrite)
+    print("\n".join(summary.lines()))
+    return 0
+
+
+def cmd_features_export(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    count = ws.feature_store(args.model).export_npz(args.out)
+    print(f"wrote {count} {args.model} vectors to {args.out} (arrays: ids, vectors)")
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from .metrics import Metric
+    from .search import SearchEngine
+
+    ws = _workspace(args)
+    engine = SearchEngine(ws, backend=args.backend)
+    for metric in Metric.parse_list(args.metric):
+        index = engine.build_index(args.model, metric)
+        print(f"built {args.model} {metric.value} index: {index.index.ntotal} items, {index.meta.dim}-d, "
+              f"{index.meta.backend}, in {ws.index_dir(args.model, metric.value)}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .images import parse_box
+    from .metrics import Metric
+    from .search import SearchEngine
+
+    ws = _workspace(args)
+    metric = Metric.parse(args.metric)
+    engine = SearchEngine(ws)
+    if args.item is not None:
+        if args.box:
+            raise LookalikeError("--box applies to --image; catalogue items use their own bounding box")
+        result = engine.search_item(args.item, args.model, metric, args.k)
+    else:
+        box = parse_box(args.box) if args.box else None
+        result = engine.search_image(args.image, args.model, metric, args.k, box=box, weights=args.weights)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    print(f"query: {result.query}  model: {result.model}  metric: {result.metric}")
+    for rank, m in enumerate(result.results, 1):
+        print(f"{rank:>3}. {m.distance:>12.4f}  {m.category:<16} {m.item_id}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    cat = ws.catalogue
+    info = {"workspace": str(ws.root), "items": len(cat), "splits": cat.split_counts(),
+            "categories": cat.category_counts(),
+            "features": {m: len(ws.feature_store(m)) for m in ws.extracted_models()}}
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"workspace {info['workspace']}: {info['items']} items, splits {info['splits']}")
+        print(f"categories ({len(info['categories'])}): {info['categories']}")
+        print(f"feature stores: {info['features'] or 'none yet'}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    from .workspace import Workspace
+
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    run_demo(Workspace(args.workspace), limit=args.limit, seed=args.seed, models=models)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lookalike", description="Visual item search: find products that look alike.")
+    parser.add_argument("--version", action="version", version=f"lookalike {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("-w", "--workspace", type=Path, default=None, help=WORKSPACE_HELP)
+        p.set_defaults(func=func)
+        return p
+
+    from .catalogue import list_readers
+
+    p = add("import", cmd_import, "import a catalogue (images with category labels) into the workspace")
+    p.add_argument("kind", help=f"reader: {', '.join(list_readers())}")
+    p.add_argument("source", nargs="?", default=None,
+                   help="folder or file to read (fashion-mnist defaults to /usr/share/datasets/fashion-mnist)")
+    p.add_argument("--limit", type=int, default=None, help="import a seeded random sample of at most N items")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --limit sample (default 0)")
+
+    p = sub.add_parser("models", help="list the feature extractors", description="list the feature extractors")
+    p.add_argument("pattern", nargs="?", default="*", help="glob filter, e.g. 'vgg16*'")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = add("extract", cmd_extract, "compute the feature vectors the store lacks (resumable)")
+    p.add_argument("--model", required=True, help="extractor name (see: lookalike models)")
+    p.add_argument("--weights", default=None, help="local weights file (e.g. torchvision's vgg16-397923af.pth)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--overwrite", action="store_true", help="discard stored vectors of this model first")
+
+    p = sub.add_parser("features", help="feature store tools", description="feature store tools")
+    fsub = p.add_subparsers(dest="features_command", required=True, metavar="ACTION")
+    e = fsub.add_parser("export", help="write ids and vectors to an .npz file")
+    e.add_argument("-w", "--workspace", type=Path, default=None, help=WORKSPACE_HELP)
+    e.add_argument("--model", required=True)
+    e.add_argument("--out", required=True, type=Path)
+    e.set_defaults(func=cmd_features_export)
+
+    p = add("index", cmd_index, "build nearest-neighbour indexes from a feature store")
+    p.add_argument("--model", required=True)
+    p.add_argument("--metric", default="l1,l2,hamming", help="comma-separated metrics (default: all three)")
+    p.add_argument("--backend", default="faiss-flat", help="index backend (faiss-flat, numpy-flat)")
+
+    p = add("search", cmd_search, "find the catalogue items nearest to an item or a photo")
+    q = p.add_mutually_exclusive_group(required=True)
+    q.add_argument("--item", help="catalogue item id to search from (excluded from its own results)")
+    q.add_argument("--image", type=Path, help="photo to search from")
+    p.add_argument("--box", help="crop the photo to x1,y1,x2,y2 (pixels) first")
+    p.add_argument("--model", required=True)
+    p.add_argument("--metric", default="l2", help="l1, l2 or hamming (default l2)")
+    p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    p.add_argument("--weights", default=None, help="weights file, for models whose weights are not packaged")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = add("info", cmd_info, "summarise a workspace")
+    p.add_argument("--json", action="store_true")
+
+    p = add("demo", cmd_demo, "build a Fashion-MNIST workspace, extract, index and show searches")
+    p.add_argument("--limit", type=int, default=5000, help="items to import (default 5000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--models", default="pixels,efficientnet-lite0", help="comma-separated extractors")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except LookalikeError as exc:
+        print(f"lookalike: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lookalike: interrupted; finished work is kept, run the command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

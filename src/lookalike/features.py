@@ -1,0 +1,234 @@
+"""The feature store: per extractor, float32 vectors aligned with item ids, plus a manifest.
+
+::
+
+    features/<model>/
+      manifest.json              extractor, layer, dim, preprocessing, weights checksum, count, shards
+      shard-000000.npy           (n, dim) float32
+      shard-000000.ids.json      the n item ids, in row order
+
+A shard is written (atomically) before the manifest names it, so an interrupted extraction
+loses at most the shard in progress and ``extract`` resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import __version__
+from .errors import FeatureStoreError, ImageError, ItemNotFoundError
+
+if TYPE_CHECKING:
+    from .catalogue import Catalogue, Item
+    from .extractors import Extractor
+
+
+class FeatureStore:
+    """Read and append the vectors of one extractor."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self._cache: tuple[str, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.directory / "manifest.json"
+
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    def manifest(self) -> dict[str, Any]:
+        if not self.exists():
+            model = self.directory.name
+            raise FeatureStoreError(f"no features for {model!r} in this workspace; "
+                                    f"run: lookalike extract --model {model}")
+        return json.loads(self.manifest_path.read_text())
+
+    def __len__(self) -> int:
+        return self.manifest()["count"] if self.exists() else 0
+
+    def fingerprint(self) -> str:
+        """Changes whenever vectors are added (indexes built from older contents are stale)."""
+        m = self.manifest()
+        key = json.dumps([m["weights_sha256"], m["count"], [s["file"] for s in m["shards"]]])
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def stored_ids(self) -> set[str]:
+        if not self.exists():
+            return set()
+        ids: set[str] = set()
+        for shard in self.manifest()["shards"]:
+            ids.update(json.loads((self.directory / shard["ids"]).read_text()))
+        return ids
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        """All ``(ids, vectors)``: a str array and a float32 ``(n, dim)`` array, aligned."""
+        fingerprint = self.fingerprint()
+        if self._cache is None or self._cache[0] != fingerprint:
+            m = self.manifest()
+            ids: list[str] = []
+            parts = []
+            for shard in m["shards"]:
+                ids += json.loads((self.directory / shard["ids"]).read_text())
+                parts.append(np.load(self.directory / shard["file"]))
+            vectors = np.concatenate(parts) if parts else np.empty((0, m["dim"]), np.float32)
+            self._cache = (fingerprint, np.asarray(ids, dtype=str), np.ascontiguousarray(vectors, np.float32))
+        return self._cache[1], self._cache[2]
+
+    def vectors_for(self, item_ids: list[str]) -> np.ndarray:
+        """Vectors of the given items, in that order."""
+        ids, vectors = self.load()
+        position = {item_id: i for i, item_id in enumerate(ids)}
+        missing = [i for i in item_ids if i not in position]
+        if missing:
+            raise ItemNotFoundError(f"no {self.directory.name} features for item(s) {missing[:5]}; "
+                                    f"run: lookalike extract --model {self.directory.name}")
+        return vectors[[position[i] for i in item_ids]]
+
+    def check_compatible(self, extractor: Extractor) -> None:
+        """Refuse to mix vectors of another extractor, layer, dimension or weights into this store."""
+        if not self.exists():
+            return
+        m = self.manifest()
+        mine = (extractor.name, extractor.config.layer, extractor.dim, extractor.weights_checksum())
+        theirs = (m["extractor"]["name"], m["extractor"]["layer"], m["dim"], m["weights_sha256"])
+        if mine != theirs:
+            raise FeatureStoreError(
+                f"features in {self.directory} were made by {theirs[0]} ({theirs[1]}, {theirs[2]}-d, weights "
+                f"{theirs[3][:12]}), not by {mine[0]} ({mine[1]}, {mine[2]}-d, weights {mine[3][:12]}); "
+                "re-run extract with --overwrite to replace them")
+
+    def append(self, extractor: Extractor, ids: list[str], vectors: np.ndarray) -> None:
+        """Write one shard, then the manifest that names it."""
+        vectors = np.ascontiguousarray(vectors, np.float32)
+        if vectors.shape != (len(ids), extractor.dim):
+            raise FeatureStoreError(f"shard of shape {vectors.shape} for {len(ids)} ids of a {extractor.dim}-d model")
+        self.check_compatible(extractor)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        m = self.manifest() if self.exists() else self._new_manifest(extractor)
+        number = max((int(s["file"][6:12]) for s in m["shards"]), default=-1) + 1
+        stem = f"shard-{number:06d}"
+        _atomic_write(self.directory / f"{stem}.npy", lambda fh: np.save(fh, vectors))
+        _atomic_write(self.directory / f"{stem}.ids.json", lambda fh: fh.write(json.dumps(ids).encode()))
+        m["shards"].append({"file": f"{stem}.npy", "ids": f"{stem}.ids.json", "count": len(ids)})
+        m["count"] += len(ids)
+        m["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        _atomic_write(self.manifest_path, lambda fh: fh.write(json.dumps(m, indent=2).encode()))
+
+    def clear(self) -> None:
+        """Delete every shard and the manifest."""
+        if self.directory.is_dir():
+            for path in self.directory.iterdir():
+                if path.name.startswith("shard-") or path.name == "manifest.json":
+                    path.unlink()
+        self._cache = None
+
+    def export_npz(self, out: str | Path) -> int:
+        """Write ``ids`` (str) and ``vectors`` (float32) to an ``.npz`` file; returns the count."""
+        ids, vectors = self.load()
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(out, ids=ids, vectors=vectors)
+        return len(ids)
+
+    @staticmethod
+    def _new_manifest(extractor: Extractor) -> dict[str, Any]:
+        cfg = extractor.config
+        return {"extractor": {"name": cfg.name, "architecture": cfg.architecture, "layer": cfg.layer,
+                              "weights": cfg.weights, "license": cfg.license},
+                "dim": cfg.dim, "dtype": "float32",
+                "preprocessing": {"input_size": cfg.preprocess.input_size, "mean": list(cfg.preprocess.mean),
+                                  "std": list(cfg.preprocess.std), "resize": cfg.preprocess.resize,
+                                  "interpolation": cfg.preprocess.interpolation,
+                                  "crop_to_box": True, "color": "RGB, EXIF-upright, alpha on white"},
+                "weights_sha256": extractor.weights_checksum(), "count": 0, "shards": [],
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "lookalike_version": __version__}
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        write(fh)
+    tmp.replace(path)
+
+
+@dataclass
+class ExtractSummary:
+    """What an extraction run did."""
+
+    model: str
+    computed: int = 0
+    already: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    total: int = 0
+    seconds: float = 0.0
+
+    def lines(self, max_named: int = 10) -> list[str]:
+        rate = self.computed / self.seconds if self.seconds > 0 else 0.0
+        out = [f"{self.model}: computed {self.computed} vectors ({rate:.1f} images/s), {self.already} already "
+               f"stored, skipped {len(self.skipped)} unreadable; store now has {self.total}"]
+        for what, why in self.skipped[:max_named]:
+            out.append(f"  skipped {what}: {why}")
+        if len(self.skipped) > max_named:
+            out.append(f"  ... and {len(self.skipped) - max_named} more skipped")
+        return out
+
+
+def extract_features(catalogue: Catalogue, extractor: Extractor, store: FeatureStore, *,
+                     batch_size: int = 32, shard_size: int = 1024, overwrite: bool = False,
+                     progress: bool | None = None) -> ExtractSummary:
+    """Compute the vectors of every catalogue item the store lacks (images cropped to their box).
+
+    Unreadable images are skipped, counted and named in the summary; everything already stored
+    is kept. Runs resume: only missing items are computed.
+    """
+    if overwrite:
+        store.clear()
+    store.check_compatible(extractor)
+    have = store.stored_ids()
+    todo = [item for item in catalogue.items() if item.id not in have]
+    summary = ExtractSummary(extractor.name, already=len(have))
+    started = time.perf_counter()
+    bar = tqdm(total=len(todo), desc=f"extract {extractor.name}", unit="img",
+               disable=None if progress is None else not progress)
+    try:
+        for start in range(0, len(todo), shard_size):
+            shard_ids: list[str] = []
+            shard_vectors: list[np.ndarray] = []
+            chunk = todo[start : start + shard_size]
+            for b in range(0, len(chunk), batch_size):
+                batch_ids, arrays = _load_batch(catalogue, extractor, chunk[b : b + batch_size], summary)
+                if arrays:
+                    shard_vectors.append(extractor.embed_arrays(np.stack(arrays)))
+                    shard_ids += batch_ids
+                bar.update(len(chunk[b : b + batch_size]))
+            if shard_ids:
+                store.append(extractor, shard_ids, np.concatenate(shard_vectors))
+                summary.computed += len(shard_ids)
+    finally:
+        bar.close()
+        summary.seconds = time.perf_counter() - started
+        summary.total = len(store)
+    return summary
+
+
+def _load_batch(catalogue: Catalogue, extractor: Extractor, items: list[Item],
+                summary: ExtractSummary) -> tuple[list[str], list[np.ndarray]]:
+    from .images import load_image
+
+    ids, arrays = [], []
+    for item in items:
+        try:
+            arrays.append(extractor.preprocess(load_image(catalogue.resolve(item.path), item.box)))
+            ids.append(item.id)
+        except ImageError as exc:
+            summary.skipped.append((item.id, str(exc)))
+    return ids, arrays

@@ -1,0 +1,20 @@
+"""The index-backend registry: ``create_index(backend, dim, metric)``."""
+
+from __future__ import annotations
+
+from ..registry import Registry
+
+INDEXES: Registry = Registry("index backend")
+
+
+def register_index(name: str):
+    return INDEXES.register(name)
+
+
+def create_index(backend: str, dim: int, metric):
+    """A new empty index of the named backend."""
+    return INDEXES.create(backend, dim, metric)
+
+
+def list_indexes(pattern: str = "*") -> list[str]:
+    return INDEXES.list(pattern)

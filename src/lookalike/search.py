@@ -1,0 +1,129 @@
+"""Query a workspace: by catalogue item or by photo, under one model and metric."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, FeatureStoreError
+from .index import ItemIndex
+from .metrics import Metric
+from .workspace import Workspace
+
+
+@dataclass(frozen=True)
+class Match:
+    item_id: str
+    distance: float
+    category: str
+    path: str
+
+
+@dataclass
+class SearchResult:
+    model: str
+    metric: str
+    query: dict[str, Any]
+    results: list[Match]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "metric": self.metric, "query": self.query,
+                "results": [asdict(m) for m in self.results]}
+
+
+class SearchEngine:
+    """Loads (or builds) indexes of a workspace once and answers queries."""
+
+    def __init__(self, workspace: Workspace, *, backend: str = "faiss-flat"):
+        self.workspace = workspace
+        self.backend = backend
+        self._indexes: dict[tuple[str, Metric], ItemIndex] = {}
+        self._extractors: dict[str, Any] = {}
+
+    # -- indexes -----------------------------------------------------------------------------
+    def build_index(self, model: str, metric: Metric | str) -> ItemIndex:
+        """Build the index of ``model`` under ``metric`` from its feature store and save it."""
+        metric = Metric.parse(metric)
+        store = self.workspace.feature_store(model)
+        ids, vectors = store.load()
+        index = ItemIndex.build(model, metric, ids, vectors, backend=self.backend, fingerprint=store.fingerprint())
+        index.save(self.workspace.index_dir(model, metric.value))
+        self._indexes[(model, metric)] = index
+        return index
+
+    def index_is_fresh(self, model: str, metric: Metric | str) -> bool:
+        metric = Metric.parse(metric)
+        directory = self.workspace.index_dir(model, metric.value)
+        if not (directory / "meta.json").is_file():
+            return False
+        import json
+
+        meta = json.loads((directory / "meta.json").read_text())
+        store = self.workspace.feature_store(model)
+        return meta.get("features_fingerprint") == store.fingerprint() and meta.get("backend") == self.backend
+
+    def get_index(self, model: str, metric: Metric | str) -> ItemIndex:
+        """The index for ``(model, metric)``, loaded from disk, or (re)built when missing or stale."""
+        metric = Metric.parse(metric)
+        store = self.workspace.feature_store(model)
+        store.manifest()  # clear error when the model was never extracted
+        cached = self._indexes.get((model, metric))
+        if cached is not None and cached.meta.features_fingerprint == store.fingerprint():
+            return cached
+        if self.index_is_fresh(model, metric):
+            index = ItemIndex.load(self.workspace.index_dir(model, metric.value))
+            self._indexes[(model, metric)] = index
+            return index
+        return self.build_index(model, metric)
+
+    # -- queries -----------------------------------------------------------------------------
+    def search_vectors(self, vectors: np.ndarray, model: str, metric: Metric | str, k: int = 10,
+                       exclude: list[str | None] | None = None) -> list[list[Match]]:
+        """Nearest catalogue items of each query vector (made by ``model``)."""
+        if k < 1:
+            raise ConfigError(f"k must be at least 1, got {k}")
+        hits = self.get_index(model, metric).search(vectors, k, model=model, exclude=exclude)
+        catalogue = self.workspace.catalogue
+        items = catalogue.get_many([i for row in hits for i, _ in row])
+        return [[Match(i, d, items[i].category if i in items else "", str(catalogue.resolve(items[i].path))
+                       if i in items else "") for i, d in row] for row in hits]
+
+    def search_item(self, item_id: str, model: str, metric: Metric | str, k: int = 10) -> SearchResult:
+        """Items nearest to a catalogue item (the item itself excluded)."""
+        metric = Metric.parse(metric)
+        item = self.workspace.catalogue.get(item_id)
+        vector = self.workspace.feature_store(model).vectors_for([item.id])
+        matches = self.search_vectors(vector, model, metric, k, exclude=[item.id])[0]
+        query = {"item_id": item.id, "category": item.category, "path": str(self.workspace.catalogue.resolve(item.path))}
+        return SearchResult(model, metric.value, query, matches)
+
+    def search_image(self, image: str | Path | bytes, model: str, metric: Metric | str, k: int = 10, *,
+                     box: tuple[float, float, float, float] | None = None,
+                     weights: str | Path | None = None) -> SearchResult:
+        """Items nearest to a photo (cropped to ``box`` if given)."""
+        from .images import load_image
+
+        metric = Metric.parse(metric)
+        extractor = self._extractor(model, weights)
+        img = load_image(image, box)
+        vector = extractor.embed([img])
+        matches = self.search_vectors(vector, model, metric, k)[0]
+        query = {"image": "<upload>" if isinstance(image, bytes) else str(image), "box": list(box) if box else None}
+        return SearchResult(model, metric.value, query, matches)
+
+    def _extractor(self, model: str, weights: str | Path | None):
+        from .extractors import create_extractor
+
+        if model not in self._extractors:
+            extractor = create_extractor(model, weights=weights)
+            store = self.workspace.feature_store(model)
+            wanted = store.manifest()["weights_sha256"]
+            if extractor.weights_checksum() != wanted:
+                raise FeatureStoreError(
+                    f"{model}: the catalogue's features were made with weights {wanted[:12]}, but the weights "
+                    f"found now are {extractor.weights_checksum()[:12]}; pass the same --weights or re-extract")
+            self._extractors[model] = extractor
+        return self._extractors[model]
