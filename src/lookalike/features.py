@@ -100,10 +100,11 @@ class FeatureStore:
         m = self.manifest()
         mine = (extractor.name, extractor.config.layer, extractor.dim, extractor.weights_checksum())
         theirs = (m["extractor"]["name"], m["extractor"]["layer"], m["dim"], m["weights_sha256"])
-        if mine != theirs:
+        if mine != theirs or m.get("extractor_fingerprint", extractor.fingerprint()) != extractor.fingerprint():
             raise FeatureStoreError(
                 f"features in {self.directory} were made by {theirs[0]} ({theirs[1]}, {theirs[2]}-d, weights "
-                f"{theirs[3][:12]}), not by {mine[0]} ({mine[1]}, {mine[2]}-d, weights {mine[3][:12]}); "
+                f"{theirs[3][:12]}), not by this {mine[0]} ({mine[1]}, {mine[2]}-d, weights {mine[3][:12]}, or other "
+                "preprocessing); "
                 "re-run extract with --overwrite to replace them")
 
     def append(self, extractor: Extractor, ids: list[str], vectors: np.ndarray) -> None:
@@ -149,7 +150,8 @@ class FeatureStore:
                                   "std": list(cfg.preprocess.std), "resize": cfg.preprocess.resize,
                                   "interpolation": cfg.preprocess.interpolation,
                                   "crop_to_box": True, "color": "RGB, EXIF-upright, alpha on white"},
-                "weights_sha256": extractor.weights_checksum(), "count": 0, "shards": [],
+                "weights_sha256": extractor.weights_checksum(), "extractor_fingerprint": extractor.fingerprint(),
+                "count": 0, "shards": [],
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "lookalike_version": __version__}
 
 

@@ -149,8 +149,15 @@ class Extractor(ABC):
         return np.stack([self.preprocess(img) for img in images])
 
     # -- inference ---------------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """Identifies the exact function images -> vectors: config (layer, preprocessing) + weights."""
+        import json
+
+        key = json.dumps([self.config.to_dict(), self.weights_checksum()], sort_keys=True, default=str)
+        return hashlib.sha256(key.encode()).hexdigest()
+
     def onnx_path(self) -> Path:
-        return cache_dir() / "onnx" / f"{self.name}-{self.weights_checksum()[:16]}.onnx"
+        return cache_dir() / "onnx" / f"{self.name}-{self.fingerprint()[:16]}.onnx"
 
     def export_onnx(self, path: Path | None = None) -> Path:
         """Export the torch module to ONNX (dynamic batch); returns the file."""

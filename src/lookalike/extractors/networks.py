@@ -10,14 +10,22 @@ VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
 
 
 class GlobalPooledFeatures(nn.Module):
-    """Global average pool of a network's ``extract_features`` map."""
+    """Global average pool of a network's ``extract_features`` map, optionally L2-normalised.
 
-    def __init__(self, net: nn.Module):
+    Normalising removes "hub" vectors: images with weak activations (plain textures) have small
+    norms and would otherwise be near every query under L1 / L2.
+    """
+
+    def __init__(self, net: nn.Module, normalize: bool = False):
         super().__init__()
         self.net = net
+        self.normalize = normalize
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(x).mean(dim=(2, 3))
+        pooled = self.net.extract_features(x).mean(dim=(2, 3))
+        if self.normalize:
+            pooled = pooled / pooled.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return pooled
 
 
 def vgg16_features() -> nn.Sequential:
