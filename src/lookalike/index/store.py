@@ -40,9 +40,13 @@ class ItemIndex:
         metric = Metric.parse(metric)
         if len(vectors) == 0:
             raise FeatureStoreError(f"no feature vectors for {model}; run: lookalike extract --model {model}")
+        from tqdm.auto import tqdm
+
         index = create_index(backend, vectors.shape[1], metric)
-        for start in range(0, len(vectors), 65536):
-            index.add(vectors[start : start + 65536])
+        with tqdm(total=len(vectors), desc=f"index {model} {metric.value}", unit="vec", disable=None) as bar:
+            for start in range(0, len(vectors), 65536):
+                index.add(vectors[start : start + 65536])
+                bar.update(len(vectors[start : start + 65536]))
         meta = IndexMeta(model, metric.value, backend, int(vectors.shape[1]), len(ids), fingerprint)
         return cls(index, ids, meta)
 
