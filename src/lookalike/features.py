@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .errors import FeatureStoreError, ImageError, ItemNotFoundError
+from .summary import skipped_lines
 
 if TYPE_CHECKING:
     from .catalogue import Catalogue, Item
@@ -177,11 +178,7 @@ class ExtractSummary:
         rate = self.computed / self.seconds if self.seconds > 0 else 0.0
         out = [f"{self.model}: computed {self.computed} vectors ({rate:.1f} images/s), {self.already} already "
                f"stored, skipped {len(self.skipped)} unreadable; store now has {self.total}"]
-        for what, why in self.skipped[:max_named]:
-            out.append(f"  skipped {what}: {why}")
-        if len(self.skipped) > max_named:
-            out.append(f"  ... and {len(self.skipped) - max_named} more skipped")
-        return out
+        return out + skipped_lines(self.skipped, max_named)
 
 
 def extract_features(catalogue: Catalogue, extractor: Extractor, store: FeatureStore, *,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..summary import skipped_lines
 from .readers import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, READERS, ReadResult
 from .store import Catalogue, Item
 
@@ -26,11 +27,7 @@ class ImportSummary:
     def lines(self, max_named: int = 10) -> list[str]:
         out = [f"imported {self.added} new and {self.updated} existing items from {self.reader} "
                f"{self.source}; skipped {len(self.skipped)}; catalogue now has {self.total} items"]
-        for what, why in self.skipped[:max_named]:
-            out.append(f"  skipped {what}: {why}")
-        if len(self.skipped) > max_named:
-            out.append(f"  ... and {len(self.skipped) - max_named} more skipped")
-        return out
+        return out + skipped_lines(self.skipped, max_named)
 
 
 def list_readers(pattern: str = "*") -> list[str]:
