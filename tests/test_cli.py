@@ -127,6 +127,16 @@ def test_empty_catalogue_extract(tmp_path, capsys):
 def test_demo_runs_end_to_end(tmp_path, capsys):
     code, out, _ = run(capsys, "demo", "-w", tmp_path / "demo", "--limit", 150)
     assert code == 0
-    for step in ("== 1. import 150", "== 2. extract", "== 3. build", "== 4. example searches", "done. Try:"):
+    for step in ("== 1. import 150", "== 2. extract", "== 3. build", "== 4. example searches", "== 5. evaluation",
+                 "random pairs", "done. Try:"):
         assert step in out
     assert out.count("same category]") == 3 * 2 * 3  # 3 queries x 2 models x 3 metrics
+
+
+def test_evaluate_command(ws, capsys):
+    code, out, _ = run(capsys, "evaluate", "--models", "pixels", "-w", ws, "--subset", 100, "--queries", 30, "--json")
+    report = json.loads(out)
+    assert code == 0 and report["gallery"] == 100 and report["queries"] == 30
+    assert [r["metric"] for r in report["rows"]] == ["l1", "l2", "hamming"]
+    code, _, err = run(capsys, "evaluate", "--models", "pixels", "-w", ws, "--subset", 10, "--queries", 30)
+    assert code == 1 and "--queries 30 is larger than the subset of 10" in err

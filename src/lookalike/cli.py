@@ -118,6 +118,17 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate
+    from .metrics import Metric
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    report = evaluate(_workspace(args), models, Metric.parse_list(args.metrics), subset=args.subset,
+                      queries=args.queries, seed=args.seed, protocol=args.protocol, split=args.split)
+    print(json.dumps(report.to_dict()) if args.json else report.table())
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     from .workspace import Workspace
@@ -181,6 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     p.add_argument("--weights", default=None, help="weights file, for models whose weights are not packaged")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = add("evaluate", cmd_evaluate, "nearest-match same-category accuracy of every model x metric")
+    p.add_argument("--models", required=True, help="comma-separated extractors with features in the workspace")
+    p.add_argument("--metrics", default="l1,l2,hamming")
+    p.add_argument("--subset", type=int, default=20000, help="gallery size (seeded random subset; default 20000)")
+    p.add_argument("--queries", type=int, default=1000, help="number of queries (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--protocol", choices=["subset", "held-out"], default="subset",
+                   help="subset: queries from the gallery (the post's); held-out: queries from --split")
+    p.add_argument("--split", default="test", help="query split for the held-out protocol (default test)")
+    p.add_argument("--json", action="store_true")
 
     p = add("info", cmd_info, "summarise a workspace")
     p.add_argument("--json", action="store_true")

@@ -63,6 +63,12 @@ def run_demo(workspace: Workspace, *, limit: int = 5000, seed: int = 0, models: 
                 hits = sum(m.category == item.category for m in result.results)
                 echo(f"  {model:>20} {metric.value:>8} [{hits}/{k} same category]: {cats}")
                 shown.append(result.to_dict())
+    from .evaluation import evaluate
+
+    n_queries = min(1000, len(ids))
+    echo(f"== 5. evaluation: is the nearest item of {n_queries} random items in the same category?")
+    report = evaluate(workspace, list(models), list(Metric), subset=None, queries=n_queries, seed=seed)
+    echo(report.table())
     echo(f"done. Try: lookalike search --item {queries[0]} --model {models[-1]} --metric hamming -k 5 "
          f"-w {workspace.root}")
-    return {"import": summary, "searches": shown}
+    return {"import": summary, "searches": shown, "evaluation": report.to_dict()}

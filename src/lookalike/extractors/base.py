@@ -197,8 +197,10 @@ class Extractor(ABC):
         """Preprocessed ``(n, 3, S, S)`` batch -> ``(n, dim)`` float32 features (ONNX Runtime)."""
         if len(batch) == 0:
             return np.empty((0, self.dim), np.float32)
-        out = self.session().run(["features"], {"images": np.ascontiguousarray(batch, np.float32)})[0]
-        return np.ascontiguousarray(out, np.float32).reshape(len(batch), self.dim)
+        session = self.session()
+        out = [session.run(["features"], {"images": np.ascontiguousarray(batch[s : s + 32], np.float32)})[0]
+               for s in range(0, len(batch), 32)]  # bounded activation memory whatever the batch size
+        return np.ascontiguousarray(np.concatenate(out), np.float32).reshape(len(batch), self.dim)
 
     def embed(self, images: list[Image.Image]) -> np.ndarray:
         """RGB images -> ``(n, dim)`` float32 feature vectors."""

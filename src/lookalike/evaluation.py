@@ -1,0 +1,166 @@
+"""Nearest-match evaluation, the post's protocol: does a query's nearest item share its category?
+
+Two protocols:
+
+- ``subset`` (the post's): a seeded random subset of the catalogue is the gallery; queries are drawn
+  from it and each query is excluded from its own results.
+- ``held-out``: queries from one split (default ``test``), gallery from the others, so a model trained on
+  the training split is never scored on images it saw.
+
+Beyond top-1 accuracy: category precision@k and recall@k, mean average precision at R (R = number of
+gallery items of the query's category), per-category top-1 accuracy, and a random-pair baseline computed
+the same way (plus its expected value).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from .errors import ConfigError
+from .index import ItemIndex
+from .metrics import Metric
+from .workspace import Workspace
+
+Protocol = Literal["subset", "held-out"]
+
+
+@dataclass
+class EvalRow:
+    """Scores of one search system (model x metric)."""
+
+    model: str
+    metric: str
+    top1: float
+    precision_at: dict[int, float]
+    recall_at: dict[int, float]
+    map_at_r: float
+    per_category_top1: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class EvalReport:
+    protocol: str
+    gallery: int
+    queries: int
+    seed: int
+    baseline_top1: float
+    baseline_expected: float
+    rows: list[EvalRow]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def table(self) -> str:
+        """Models as rows, metrics as columns (top-1 same-category accuracy), like the post's table."""
+        metrics = sorted({r.metric for r in self.rows}, key=[m.value for m in Metric].index)
+        models = list(dict.fromkeys(r.model for r in self.rows))
+        by = {(r.model, r.metric): r.top1 for r in self.rows}
+        width = max([len(m) for m in models] + [14])
+        lines = [f"{'model':<{width}} " + " ".join(f"{m:>8}" for m in metrics),
+                 f"{'random pairs':<{width}} " + " ".join(f"{self.baseline_top1:>8.1%}" for _ in metrics)]
+        for model in models:
+            lines.append(f"{model:<{width}} " + " ".join(
+                f"{by[(model, m)]:>8.1%}" if (model, m) in by else f"{'-':>8}" for m in metrics))
+        lines.append(f"({self.protocol} protocol: {self.gallery} gallery items, {self.queries} queries, "
+                     f"seed {self.seed}; top-1 same-category accuracy)")
+        return "\n".join(lines)
+
+
+def _choose(rng: np.random.Generator, ids: list[str], n: int | None) -> list[str]:
+    if n is None or n >= len(ids):
+        return sorted(ids)
+    return sorted(ids[i] for i in rng.choice(len(ids), size=n, replace=False))
+
+
+def evaluate(workspace: Workspace, models: list[str], metrics: list[Metric | str], *, subset: int | None = 20000,
+             queries: int = 1000, seed: int = 0, protocol: Protocol = "subset", split: str = "test",
+             ks: tuple[int, ...] = (1, 5, 10)) -> EvalReport:
+    """Score every model x metric on the same seeded gallery and queries."""
+    if not models or not metrics:
+        raise ConfigError("give at least one model and one metric")
+    metrics = [Metric.parse(m) for m in metrics]
+    if queries < 1:
+        raise ConfigError(f"--queries must be at least 1, got {queries}")
+    catalogue = workspace.catalogue
+    stores = {m: workspace.feature_store(m) for m in models}
+    common = set.intersection(*(set(s.load()[0]) for s in stores.values()))  # items every model has
+    items = {i.id: i for i in catalogue.items() if i.id in common}
+    rng = np.random.default_rng(seed)
+    if protocol == "subset":
+        gallery_ids = _choose(rng, list(items), subset)
+        if queries > len(gallery_ids):
+            raise ConfigError(f"--queries {queries} is larger than the subset of {len(gallery_ids)} items")
+        query_ids = _choose(rng, gallery_ids, queries)
+    elif protocol == "held-out":
+        held = [i for i, it in items.items() if it.split == split]
+        rest = [i for i, it in items.items() if it.split != split]
+        if not held:
+            raise ConfigError(f"no items in split {split!r} with features of every model; splits: "
+                              f"{sorted({str(it.split) for it in items.values()})}")
+        if not rest:
+            raise ConfigError(f"held-out protocol needs gallery items outside split {split!r}; there are none")
+        gallery_ids = _choose(rng, rest, subset)
+        if queries > len(held):
+            raise ConfigError(f"--queries {queries} is larger than the {len(held)} items of split {split!r}")
+        query_ids = _choose(rng, held, queries)
+    else:
+        raise ConfigError(f"unknown protocol {protocol!r}; choose one of: held-out, subset")
+
+    gallery_cats = np.array([items[i].category for i in gallery_ids])
+    query_cats = np.array([items[i].category for i in query_ids])
+    if len(set(gallery_cats)) < 2:
+        raise ConfigError("the gallery has a single category: same-category accuracy would be meaningless")
+    counts = Counter(gallery_cats.tolist())
+    in_gallery = protocol == "subset"
+    relevant = np.array([counts[c] - (1 if in_gallery else 0) for c in query_cats])  # R per query
+
+    # random-pair baseline: each query paired with a random other gallery item
+    position = {g: n for n, g in enumerate(gallery_ids)}
+    picks = []
+    for q in query_ids:
+        while True:
+            p = int(rng.integers(len(gallery_ids)))
+            if gallery_ids[p] != q:
+                break
+        picks.append(p)
+    baseline = float(np.mean(gallery_cats[picks] == query_cats))
+    expected = float(np.mean(relevant / (len(gallery_ids) - (1 if in_gallery else 0))))
+
+    rows = []
+    max_r = int(relevant.max())
+    for model in models:
+        vectors = stores[model].vectors_for(gallery_ids)
+        qvectors = vectors[[position[q] for q in query_ids]] if in_gallery else stores[model].vectors_for(query_ids)
+        for metric in metrics:
+            index = ItemIndex.build(model, metric, np.asarray(gallery_ids), vectors)
+            k = max(max(ks), max_r)
+            hits = np.zeros((len(query_ids), k), bool)
+            for start in range(0, len(query_ids), 256):  # chunks bound memory at 4096-d
+                chunk = slice(start, start + 256)
+                exclude = list(query_ids[chunk]) if in_gallery else None
+                found = index.search(qvectors[chunk], k, model=model, exclude=exclude)
+                for row, matches in enumerate(found, start):
+                    cats = [items[i].category for i, _ in matches]
+                    hits[row, : len(cats)] = np.array(cats) == query_cats[row]
+            rows.append(_score(model, metric.value, hits, relevant, query_cats, ks))
+    return EvalReport(protocol, len(gallery_ids), len(query_ids), seed, baseline, expected, rows)
+
+
+def _score(model: str, metric: str, hits: np.ndarray, relevant: np.ndarray, query_cats: np.ndarray,
+           ks: tuple[int, ...]) -> EvalRow:
+    precision = {k: float(hits[:, :k].mean()) for k in ks}
+    recall = {k: float(np.mean(hits[:, :k].sum(1) / np.maximum(relevant, 1))) for k in ks}
+    ranks = np.arange(1, hits.shape[1] + 1)
+    ap = []
+    for row, r in zip(hits, relevant):
+        if r == 0:
+            ap.append(0.0)
+            continue
+        top = row[:r]
+        ap.append(float((np.cumsum(top) / ranks[:r] * top).sum() / r))
+    per_cat = {c: float(hits[query_cats == c, 0].mean()) for c in sorted(set(query_cats.tolist()))}
+    return EvalRow(model, metric, float(hits[:, 0].mean()), precision, recall, float(np.mean(ap)), per_cat)
