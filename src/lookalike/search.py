@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -59,8 +60,6 @@ class SearchEngine:
         directory = self.workspace.index_dir(model, metric.value)
         if not (directory / "meta.json").is_file():
             return False
-        import json
-
         meta = json.loads((directory / "meta.json").read_text())
         store = self.workspace.feature_store(model)
         return meta.get("features_fingerprint") == store.fingerprint() and meta.get("backend") == self.backend
