@@ -38,6 +38,7 @@ class FeatureStore:
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         self._cache: tuple[str, np.ndarray, np.ndarray] | None = None
+        self._positions: dict[str, int] | None = None
 
     @property
     def manifest_path(self) -> Path:
@@ -82,12 +83,15 @@ class FeatureStore:
                 parts.append(np.load(self.directory / shard["file"]))
             vectors = np.concatenate(parts) if parts else np.empty((0, m["dim"]), np.float32)
             self._cache = (fingerprint, np.asarray(ids, dtype=str), np.ascontiguousarray(vectors, np.float32))
+            self._positions = None
         return self._cache[1], self._cache[2]
 
     def vectors_for(self, item_ids: list[str]) -> np.ndarray:
         """Vectors of the given items, in that order."""
         ids, vectors = self.load()
-        position = {item_id: i for i, item_id in enumerate(ids)}
+        if self._positions is None:  # built once per loaded contents, not per query
+            self._positions = {item_id: i for i, item_id in enumerate(ids)}
+        position = self._positions
         missing = [i for i in item_ids if i not in position]
         if missing:
             raise ItemNotFoundError(f"no {self.directory.name} features for item(s) {missing[:5]}; "
@@ -132,6 +136,7 @@ class FeatureStore:
                 if path.name.startswith("shard-") or path.name == "manifest.json":
                     path.unlink()
         self._cache = None
+        self._positions = None
 
     def export_npz(self, out: str | Path) -> int:
         """Write ``ids`` (str) and ``vectors`` (float32) to an ``.npz`` file; returns the count."""

@@ -47,9 +47,13 @@ class Workspace:
         return Catalogue(self.root / "catalogue.sqlite", root=self.root)
 
     def feature_store(self, model: str):
+        """The feature store of ``model``; one object per model, so its loaded vectors are reused."""
         from .features import FeatureStore
 
-        return FeatureStore(self.features_dir(model))
+        stores = self.__dict__.setdefault("_stores", {})
+        if model not in stores:
+            stores[model] = FeatureStore(self.features_dir(model))
+        return stores[model]
 
     def extracted_models(self) -> list[str]:
         """Models with a feature store in this workspace."""

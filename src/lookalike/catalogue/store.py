@@ -83,10 +83,10 @@ class Catalogue:
     # -- writing ---------------------------------------------------------------------------
     def upsert(self, items: Iterable[Item], *, source: str = "") -> tuple[int, int]:
         """Insert or update items by id; returns ``(added, updated)``. Never duplicates an id."""
-        added = updated = 0
+        before = len(self)
+        count = 0
         with self._conn:
             for item in items:
-                exists = self._conn.execute("SELECT 1 FROM items WHERE id=?", (item.id,)).fetchone()
                 box = item.box or (None, None, None, None)
                 self._conn.execute(
                     """INSERT INTO items(id, path, category, split, x1, y1, x2, y2, attributes, source)
@@ -97,11 +97,9 @@ class Catalogue:
                     (item.id, self._store_path(item.path), item.category, item.split, *box,
                      json.dumps(list(item.attributes)), source),
                 )
-                if exists:
-                    updated += 1
-                else:
-                    added += 1
-        return added, updated
+                count += 1
+        added = len(self) - before
+        return added, count - added
 
     def log_import(self, reader: str, source: str, added: int, updated: int, skipped: int) -> None:
         with self._conn:
