@@ -35,6 +35,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from .extractors import create_extractor, list_extractors
 
+    if args.workspace is not None or (Path.cwd() / "lookalike-workspace").is_dir():
+        _workspace(args)  # registers the models trained in it
+
     infos = [create_extractor(name).info() for name in list_extractors(args.pattern)]
     if args.json:
         print(json.dumps(infos, indent=2))
@@ -53,8 +56,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if len(ws.catalogue) == 0:
         raise LookalikeError(f"the catalogue in {ws.root} is empty; run: lookalike import KIND SOURCE -w {ws.root}")
     extractor = create_extractor(args.model, weights=args.weights)
+    backbone = getattr(extractor, "backbone", None)
     summary = extract_features(ws.catalogue, extractor, ws.feature_store(args.model), batch_size=args.batch_size,
-                               overwrite=args.overwrite)
+                               overwrite=args.overwrite,
+                               backbone_store=ws.feature_store(backbone.name) if backbone is not None else None)
     print("\n".join(summary.lines()))
     return 0
 
@@ -129,6 +134,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import TrainConfig, train
+
+    config = TrainConfig(backbone=args.backbone, name=args.name, hidden=args.hidden,
+                         top_categories=args.top_categories, epochs=args.epochs, batch_size=args.batch_size,
+                         lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout,
+                         input_dropout=args.input_dropout, label_smoothing=args.label_smoothing,
+                         holdout_split=args.holdout_split, finetune_blocks=args.finetune_blocks, seed=args.seed)
+    result = train(_workspace(args), config, device=args.device, overwrite=args.overwrite)
+    print("\n".join(result.lines()))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     from .workspace import Workspace
@@ -158,10 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="import a seeded random sample of at most N items")
     p.add_argument("--seed", type=int, default=0, help="seed of the --limit sample (default 0)")
 
-    p = sub.add_parser("models", help="list the feature extractors", description="list the feature extractors")
+    p = add("models", cmd_models, "list the feature extractors (with the models trained in the workspace)")
     p.add_argument("pattern", nargs="?", default="*", help="glob filter, e.g. 'vgg16*'")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_models)
 
     p = add("extract", cmd_extract, "compute the feature vectors the store lacks (resumable)")
     p.add_argument("--model", required=True, help="extractor name (see: lookalike models)")
@@ -203,6 +220,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="subset: queries from the gallery (the post's); held-out: queries from --split")
     p.add_argument("--split", default="test", help="query split for the held-out protocol (default test)")
     p.add_argument("--json", action="store_true")
+
+    p = add("train", cmd_train, "transfer learning: train a new dense layer + softmax on a backbone's features")
+    p.add_argument("--backbone", required=True, help="pretrained extractor whose features feed the new layer")
+    p.add_argument("--name", required=True, help="name of the new model (an extractor once trained)")
+    p.add_argument("--hidden", type=int, default=4096, help="units of the new hidden layer (default 4096)")
+    p.add_argument("--top-categories", type=int, default=None, metavar="K",
+                   help="train on the K most common categories only")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one-cycle schedule, AdamW)")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--dropout", type=float, default=0.5, help="dropout after the hidden layer")
+    p.add_argument("--input-dropout", type=float, default=0.2, help="dropout on the backbone features")
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--holdout-split", default="test", help="split never used for training (default test)")
+    p.add_argument("--finetune-blocks", type=int, default=0, metavar="N",
+                   help="also train the backbone's last N blocks on the images (slow; meant for a GPU)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="discard a model of that name and train anew")
 
     p = add("info", cmd_info, "summarise a workspace")
     p.add_argument("--json", action="store_true")

@@ -10,7 +10,8 @@
     ├── ImageError                 an image that cannot be decoded safely
     ├── WeightsNotFoundError       model weights neither local nor downloadable
     ├── FeatureStoreError          feature store missing, stale or made by another extractor
-    └── IndexMismatchError         query from another extractor or dimension than the index
+    ├── IndexMismatchError         query from another extractor or dimension than the index
+    └── TrainingDivergedError      non-finite training loss; the last good checkpoint is kept
 """
 
 from __future__ import annotations
@@ -62,3 +63,7 @@ class FeatureStoreError(LookalikeError):
 
 class IndexMismatchError(LookalikeError, ValueError):
     """A query vector from another extractor or of another dimension than the index."""
+
+
+class TrainingDivergedError(LookalikeError):
+    """Training produced a non-finite loss; the last good checkpoint is kept."""

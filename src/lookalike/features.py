@@ -188,11 +188,13 @@ class ExtractSummary:
 
 def extract_features(catalogue: Catalogue, extractor: Extractor, store: FeatureStore, *,
                      batch_size: int = 32, shard_size: int = 1024, overwrite: bool = False,
-                     progress: bool | None = None) -> ExtractSummary:
+                     progress: bool | None = None, backbone_store: FeatureStore | None = None) -> ExtractSummary:
     """Compute the vectors of every catalogue item the store lacks (images cropped to their box).
 
     Unreadable images are skipped, counted and named in the summary; everything already stored
-    is kept. Runs resume: only missing items are computed.
+    is kept. Runs resume: only missing items are computed. A model trained on a frozen backbone
+    computes its vectors from ``backbone_store`` where that has them (the same function, minus
+    the backbone's cost).
     """
     if overwrite:
         store.clear()
@@ -201,6 +203,16 @@ def extract_features(catalogue: Catalogue, extractor: Extractor, store: FeatureS
     todo = [item for item in catalogue.items() if item.id not in have]
     summary = ExtractSummary(extractor.name, already=len(have))
     started = time.perf_counter()
+    if todo and backbone_store is not None and getattr(extractor, "embeds_backbone_features", False) \
+            and backbone_store.exists():
+        backbone_store.check_compatible(extractor.backbone)
+        known = backbone_store.stored_ids()
+        reusable = [item.id for item in todo if item.id in known]
+        for start in range(0, len(reusable), 8 * shard_size):
+            ids = reusable[start : start + 8 * shard_size]
+            store.append(extractor, ids, extractor.embed_backbone_features(backbone_store.vectors_for(ids)))
+            summary.computed += len(ids)
+        todo = [item for item in todo if item.id not in known]
     bar = tqdm(total=len(todo), desc=f"extract {extractor.name}", unit="img",
                disable=None if progress is None else not progress)
     try:

@@ -7,6 +7,7 @@
       images/                 images written by readers (e.g. Fashion-MNIST PNGs)
       features/<model>/       feature store: shards + ids + manifest.json
       indexes/<model>/<metric>/  persisted nearest-neighbour indexes
+      models/<name>/          models trained here (lookalike train), registered as extractors
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Workspace:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else default_workspace()
         self.root.mkdir(parents=True, exist_ok=True)
+        self.register_trained_models()
 
     @property
     def images_dir(self) -> Path:
@@ -38,6 +40,16 @@ class Workspace:
 
     def features_dir(self, model: str) -> Path:
         return self.root / "features" / model
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    def register_trained_models(self) -> list[str]:
+        """Make the models trained in this workspace available to ``create_extractor`` by name."""
+        from .extractors.trained import register_trained_models
+
+        return register_trained_models(self.models_dir)
 
     def index_dir(self, model: str, metric: str) -> Path:
         return self.root / "indexes" / model / metric

@@ -109,6 +109,10 @@ class Extractor(ABC):
     def weights_checksum(self) -> str:
         """SHA-256 of the weights, recorded in feature-store manifests."""
 
+    def trainable_blocks(self, module: torch.nn.Module) -> list[torch.nn.Module]:
+        """The blocks of ``module`` (from ``build_torch``) that fine-tuning may train, input to output."""
+        raise ConfigError(f"{self.name} has no blocks to fine-tune; train a head on its stored features instead")
+
     # -- preprocessing -----------------------------------------------------------------------
     @property
     def name(self) -> str:

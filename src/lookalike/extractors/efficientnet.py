@@ -67,6 +67,12 @@ class EfficientNetLiteExtractor(Extractor):
         # every ReLU6 with Swish (a silent 20-point loss in retrieval accuracy, found on Fashion-MNIST).
         return GlobalPooledFeatures(net, normalize=True).eval()
 
+    def trainable_blocks(self, module):
+        from torch import nn
+
+        net = module.net
+        return [nn.ModuleList([net._conv_stem, net._bn0]), *net._blocks, nn.ModuleList([net._conv_head, net._bn1])]
+
 
 for _variant in _VARIANTS:
     register_extractor(_variant)(lambda _v=_variant, **kw: EfficientNetLiteExtractor(_v, **kw))

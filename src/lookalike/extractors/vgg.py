@@ -142,6 +142,11 @@ class VGG16Extractor(Extractor):
         module.load_state_dict(state, strict=True)
         return module.eval()
 
+    def trainable_blocks(self, module):
+        """Each conv layer, then (for fc6 / fc7) the classifier."""
+        blocks = [m for m in module.features if type(m).__name__ == "Conv2d"]
+        return blocks + ([module.classifier] if self.layer != "pool5" else [])
+
 
 for _layer in ("pool5", "fc6", "fc7"):
     register_extractor(f"vgg16-{_layer}")(lambda _l=_layer, **kw: VGG16Extractor(_l, **kw))

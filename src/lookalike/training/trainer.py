@@ -1,0 +1,411 @@
+"""Transfer learning: a new dense hidden layer + softmax on top of a pretrained backbone.
+
+The backbone is frozen by default and its vectors come from the workspace's feature store, so a
+head trains in minutes on a CPU. ``finetune_blocks=N`` also trains the backbone's last N blocks on
+the images themselves (with flip augmentation; meant for a GPU).
+
+A trained model lives in ``WS/models/<name>/``::
+
+    model.json       settings, label map, per-epoch history, best epoch, status
+    head.pt          weights of the best epoch (by validation accuracy)
+    backbone.pt      fine-tuned backbone weights of the best epoch (only with finetune_blocks > 0)
+    checkpoint.pt    state after the last finished epoch (model, optimiser, schedule): resume from here
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, TrainingDivergedError
+from ..workspace import Workspace
+
+Device = Literal["auto", "cpu", "cuda"]
+MODEL_FILE = "model.json"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (a resumed run must use the same)."""
+
+    backbone: str
+    name: str
+    hidden: int = 4096
+    top_categories: int | None = None
+    epochs: int = 20
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    dropout: float = 0.5
+    input_dropout: float = 0.2
+    label_smoothing: float = 0.1
+    val_fraction: float = 0.1
+    holdout_split: str = "test"
+    finetune_blocks: int = 0
+    seed: int = 0
+
+    def check(self) -> None:
+        from ..extractors import EXTRACTORS
+
+        if not self.name or any(c in self.name for c in "/\\ ") or self.name.startswith("."):
+            raise ConfigError(f"--name {self.name!r}: use letters, digits, '-', '_' or '.' (no spaces or slashes)")
+        if self.name == self.backbone:
+            raise ConfigError("--name must differ from --backbone")
+        if self.name in EXTRACTORS and not _is_trained(self.name):
+            raise ConfigError(f"--name {self.name!r} is a built-in model; choose another name")
+        for label, value, low in [("--hidden", self.hidden, 1), ("--epochs", self.epochs, 1),
+                                  ("--batch-size", self.batch_size, 1), ("--finetune-blocks", self.finetune_blocks, 0)]:
+            if value < low:
+                raise ConfigError(f"{label} must be at least {low}, got {value}")
+        if self.top_categories is not None and self.top_categories < 2:
+            raise ConfigError(f"--top-categories must be at least 2, got {self.top_categories}")
+        if not 0 < self.val_fraction < 0.5:
+            raise ConfigError(f"the validation fraction must be in (0, 0.5), got {self.val_fraction}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"--lr must be a positive number, got {self.lr}")
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    name: str
+    directory: Path
+    categories: list[str]
+    train_items: int
+    val_items: int
+    best_epoch: int
+    best_val_acc: float
+    history: list[EpochStats] = field(default_factory=list)
+    resumed_from: int = 0
+
+    def lines(self) -> list[str]:
+        return [f"{self.name}: best epoch {self.best_epoch} with validation accuracy {self.best_val_acc:.1%} "
+                f"({self.train_items} training / {self.val_items} validation items, {len(self.categories)} "
+                f"categories); saved in {self.directory}",
+                f"extract its vectors with: lookalike extract --model {self.name} -w {self.directory.parent.parent}"]
+
+
+def _is_trained(name: str) -> bool:
+    from ..extractors import EXTRACTORS
+
+    return getattr(EXTRACTORS.get(name), "trained_model", False)
+
+
+def resolve_device(device: Device) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"--device must be auto, cpu or cuda; got {device!r}")
+    return device
+
+
+def choose_training_items(workspace: Workspace, config: TrainConfig, candidates: set[str] | None = None
+                          ) -> tuple[list[str], list[str], list[str], dict[str, str]]:
+    """Seeded (train ids, validation ids, categories, id -> category); the hold-out split is never used."""
+    items = [it for it in workspace.catalogue.items() if it.split != config.holdout_split
+             and (candidates is None or it.id in candidates)]
+    if not items:
+        raise ConfigError(f"no training items: every item is in the hold-out split {config.holdout_split!r} "
+                          "or has no backbone features")
+    counts = Counter(it.category for it in items)
+    categories = sorted(counts, key=lambda c: (-counts[c], c))
+    if config.top_categories is not None:
+        categories = categories[: config.top_categories]
+    if len(categories) < 2:
+        raise ConfigError(f"training needs at least two categories; the training items have {len(counts)}")
+    categories = sorted(categories)
+    keep = set(categories)
+    labelled = {it.id: it.category for it in items if it.category in keep}
+    ids = sorted(labelled)
+    rng = np.random.default_rng(config.seed)
+    order = rng.permutation(len(ids))
+    n_val = max(1, round(len(ids) * config.val_fraction))
+    val = sorted(ids[i] for i in order[:n_val])
+    train = sorted(ids[i] for i in order[n_val:])
+    if not train:
+        raise ConfigError(f"too few items to train: {len(ids)}")
+    return train, val, categories, labelled
+
+
+def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto", overwrite: bool = False,
+          progress: bool | None = None, log: Callable[[str], None] = print) -> TrainResult:
+    """Train (or resume training) the model ``config.name`` in ``workspace``."""
+    import torch
+
+    from ..extractors import create_extractor
+    from .heads import EmbeddingHead
+
+    config.check()
+    directory = workspace.models_dir / config.name
+    saved = _read_model_file(directory)
+    if saved is not None and not overwrite:
+        if saved["config"] != asdict(config):
+            changed = sorted(k for k, v in asdict(config).items() if saved["config"].get(k) != v)
+            raise ConfigError(f"model {config.name!r} exists with other settings ({', '.join(changed)}); "
+                              "pass --overwrite to start again, or use another --name")
+        if saved["status"] == "trained":
+            log(f"{config.name}: already trained ({saved['best_epoch']} best of {config.epochs} epochs); "
+                "pass --overwrite to train again")
+            return _result_from_file(directory, saved)
+    if overwrite and directory.exists():
+        for path in directory.iterdir():
+            path.unlink()
+    directory.mkdir(parents=True, exist_ok=True)
+
+    dev = resolve_device(device)
+    torch.manual_seed(config.seed)
+    backbone = create_extractor(config.backbone)
+    if config.finetune_blocks:
+        store = workspace.feature_store(config.backbone)  # its ids are the items with readable images
+        readable = set(store.load()[0].tolist()) if store.exists() else None
+        train_ids, val_ids, categories, labels = choose_training_items(workspace, config, readable)
+        in_dim = backbone.dim
+    else:
+        store = workspace.feature_store(config.backbone)
+        have = set(store.load()[0].tolist())
+        train_ids, val_ids, categories, labels = choose_training_items(workspace, config, have)
+        in_dim = int(store.manifest()["dim"])
+    label_of = {c: i for i, c in enumerate(categories)}
+    y_train = torch.tensor([label_of[labels[i]] for i in train_ids])
+    y_val = torch.tensor([label_of[labels[i]] for i in val_ids])
+
+    head = EmbeddingHead(in_dim, config.hidden, len(categories), dropout=config.dropout,
+                         input_dropout=config.input_dropout)
+    if config.finetune_blocks:
+        data = _ImageData(workspace, backbone, config, train_ids, val_ids, dev)
+    else:
+        data = _VectorData(store, train_ids, val_ids)
+        head.set_standardisation(*data.statistics())
+    model = data.model(head).to(dev)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train_ids) / config.batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, epochs=config.epochs,
+                                                   steps_per_epoch=steps_per_epoch, pct_start=0.1)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+    state = {"config": asdict(config), "categories": categories, "backbone_fingerprint": backbone.fingerprint(),
+             "in_dim": in_dim, "train_items": len(train_ids), "val_items": len(val_ids), "history": [],
+             "best_epoch": 0, "best_val_acc": -1.0, "status": "training", "device": dev}
+    start_epoch = 1
+    checkpoint = directory / "checkpoint.pt"
+    if checkpoint.is_file() and saved is not None and not overwrite:
+        ckpt = torch.load(checkpoint, map_location=dev, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimiser.load_state_dict(ckpt["optimiser"])
+        schedule.load_state_dict(ckpt["schedule"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        state.update({k: saved[k] for k in ("history", "best_epoch", "best_val_acc")})
+        start_epoch = ckpt["epoch"] + 1
+        log(f"{config.name}: resuming after epoch {ckpt['epoch']} of {config.epochs}")
+    _write_model_file(directory, state)
+
+    log(f"{config.name}: training a {config.hidden}-unit head on {config.backbone} "
+        f"({'last ' + str(config.finetune_blocks) + ' blocks fine-tuned' if config.finetune_blocks else 'frozen'}) "
+        f"for {len(categories)} categories: {len(train_ids)} training, {len(val_ids)} validation items, on {dev}")
+    for epoch in range(start_epoch, config.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        data.set_train_mode(model)
+        rng = np.random.default_rng([config.seed, epoch])
+        order = rng.permutation(len(train_ids))
+        total_loss, correct, seen = 0.0, 0, 0
+        bar = tqdm(total=len(order), desc=f"epoch {epoch}/{config.epochs}", unit="item", leave=False,
+                   disable=None if progress is None else not progress)
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start : start + config.batch_size]
+            x = data.train_batch(batch, rng).to(dev)
+            y = y_train[batch].to(dev)
+            logits = model(x)
+            loss = _loss(loss_fn, logits, y)
+            if not torch.isfinite(loss):
+                bar.close()
+                state["status"] = "diverged"
+                _write_model_file(directory, state)
+                kept = (f"kept the last good checkpoint (epoch {epoch - 1}, best epoch {state['best_epoch']})"
+                        if epoch > 1 else "no epoch had finished, so there is no checkpoint")
+                raise TrainingDivergedError(
+                    f"training diverged in epoch {epoch} (loss {float(loss)}); {kept}; "
+                    f"try a lower --lr than {config.lr}")
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            total_loss += float(loss.detach()) * len(batch)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(batch)
+            bar.update(len(batch))
+        bar.close()
+        val_loss, val_acc = _validate(model, data, y_val, loss_fn, dev)
+        stats = EpochStats(epoch, total_loss / seen, correct / seen, val_loss, val_acc,
+                           time.perf_counter() - started)
+        state["history"].append(asdict(stats))
+        best = val_acc > state["best_val_acc"]
+        if best:
+            state["best_epoch"], state["best_val_acc"] = epoch, val_acc
+            data.save_best(model, directory)
+        log(f"epoch {epoch:>3}/{config.epochs}  train loss {stats.train_loss:.4f} acc {stats.train_acc:.1%}  "
+            f"val loss {val_loss:.4f} acc {val_acc:.1%}  {stats.seconds:.0f}s{'  best' if best else ''}")
+        _save_checkpoint(checkpoint, model, optimiser, schedule, epoch)
+        _write_model_file(directory, state)
+    state["status"] = "trained"
+    _write_model_file(directory, state)
+    workspace.register_trained_models()
+    result = _result_from_file(directory, _read_model_file(directory))
+    result.resumed_from = start_epoch - 1
+    return result
+
+
+def _loss(loss_fn, logits, y):
+    """The training loss (a seam for tests that simulate divergence)."""
+    return loss_fn(logits, y)
+
+
+def _validate(model, data, y_val, loss_fn, dev) -> tuple[float, float]:
+    import torch
+
+    model.eval()
+    total, correct = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(y_val), data.val_chunk):
+            idx = np.arange(start, min(start + data.val_chunk, len(y_val)))
+            logits = model(data.val_batch(idx).to(dev))
+            y = y_val[idx].to(dev)
+            total += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+    return total / len(y_val), correct / len(y_val)
+
+
+def _save_checkpoint(path: Path, model, optimiser, schedule, epoch: int) -> None:
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
+                "torch_rng": torch.get_rng_state(), "epoch": epoch}, tmp)
+    tmp.replace(path)
+
+
+def _write_model_file(directory: Path, state: dict[str, Any]) -> None:
+    tmp = directory / (MODEL_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(directory / MODEL_FILE)
+
+
+def _read_model_file(directory: Path) -> dict[str, Any] | None:
+    path = directory / MODEL_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _result_from_file(directory: Path, saved: dict[str, Any]) -> TrainResult:
+    return TrainResult(saved["config"]["name"], directory, saved["categories"], saved["train_items"],
+                       saved["val_items"], saved["best_epoch"], saved["best_val_acc"],
+                       [EpochStats(**h) for h in saved["history"]])
+
+
+class _VectorData:
+    """Frozen backbone: training batches are rows of the backbone's feature store."""
+
+    val_chunk = 4096
+
+    def __init__(self, store, train_ids: list[str], val_ids: list[str]):
+        import torch
+
+        self.x_train = torch.from_numpy(store.vectors_for(train_ids).copy())
+        self.x_val = torch.from_numpy(store.vectors_for(val_ids).copy())
+
+    def statistics(self):
+        return self.x_train.mean(0), self.x_train.std(0)
+
+    def model(self, head):
+        return head
+
+    def set_train_mode(self, model) -> None:
+        pass
+
+    def train_batch(self, batch: np.ndarray, rng: np.random.Generator):
+        return self.x_train[batch]
+
+    def val_batch(self, idx: np.ndarray):
+        return self.x_val[idx]
+
+    def save_best(self, head, directory: Path) -> None:
+        import torch
+
+        torch.save(head.state_dict(), directory / "head.pt.tmp")
+        (directory / "head.pt.tmp").replace(directory / "head.pt")
+
+
+class _ImageData:
+    """Fine-tuning: batches are images through the backbone, whose last N blocks train (BN statistics frozen)."""
+
+    val_chunk = 128
+
+    def __init__(self, workspace: Workspace, backbone, config: TrainConfig, train_ids, val_ids, dev: str):
+        self.workspace, self.backbone, self.dev = workspace, backbone, dev
+        self.train_ids, self.val_ids = train_ids, val_ids
+        self.module = backbone.build_torch()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        blocks = backbone.trainable_blocks(self.module)
+        if config.finetune_blocks > len(blocks):
+            raise ConfigError(f"--finetune-blocks {config.finetune_blocks}: {config.backbone} has {len(blocks)} blocks")
+        for block in blocks[-config.finetune_blocks:]:
+            for p in block.parameters():
+                p.requires_grad_(True)
+
+    def model(self, head):
+        from .heads import Classifier
+
+        return Classifier(self.module, head)
+
+    def set_train_mode(self, model) -> None:
+        for m in model.backbone.modules():  # frozen BN statistics: small batches must not move them
+            if "BatchNorm" in type(m).__name__:
+                m.eval()
+
+    def _images(self, ids: list[str], flip: np.ndarray | None):
+        import torch
+
+        from ..images import load_image
+
+        catalogue = self.workspace.catalogue
+        arrays = []
+        for n, item in enumerate(catalogue.get_many(ids)[i] for i in ids):
+            arr = self.backbone.preprocess(load_image(catalogue.resolve(item.path), item.box))
+            arrays.append(arr[:, :, ::-1] if flip is not None and flip[n] else arr)
+        return torch.from_numpy(np.ascontiguousarray(np.stack(arrays)))
+
+    def train_batch(self, batch: np.ndarray, rng: np.random.Generator):
+        return self._images([self.train_ids[i] for i in batch], rng.random(len(batch)) < 0.5)
+
+    def val_batch(self, idx: np.ndarray):
+        return self._images([self.val_ids[i] for i in idx], None)
+
+    def save_best(self, model, directory: Path) -> None:
+        import torch
+
+        for name, part in (("head.pt", model.head), ("backbone.pt", model.backbone)):
+            torch.save(part.state_dict(), directory / (name + ".tmp"))
+            (directory / (name + ".tmp")).replace(directory / name)
