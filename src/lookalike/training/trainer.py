@@ -247,7 +247,7 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
                 kept = (f"kept the last good checkpoint (epoch {epoch - 1}, best epoch {state['best_epoch']})"
                         if epoch > 1 else "no epoch had finished, so there is no checkpoint")
                 raise TrainingDivergedError(
-                    f"training diverged in epoch {epoch} (loss {float(loss)}); {kept}; "
+                    f"training diverged in epoch {epoch} (loss {float(loss.detach())}); {kept}; "
                     f"try a lower --lr than {config.lr}")
             optimiser.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,0 +1,183 @@
+"""Transfer learning: a head on stored features, trained models as extractors, resume, divergence."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lookalike.catalogue import Item, import_catalogue
+from lookalike.cli import main
+from lookalike.demo import BUNDLED_SAMPLE
+from lookalike.errors import ConfigError, TrainingDivergedError
+from lookalike.evaluation import evaluate
+from lookalike.extractors import create_extractor, list_extractors
+from lookalike.features import extract_features
+from lookalike.training import TrainConfig, train
+from lookalike.training import trainer as trainer_module
+from lookalike.workspace import Workspace
+
+
+def quiet(_line: str) -> None:
+    pass
+
+
+def make_workspace(path, limit=600) -> Workspace:
+    ws = Workspace(path)
+    import_catalogue(ws.catalogue, "fashion-mnist", BUNDLED_SAMPLE, limit=limit, seed=0, image_dir=ws.images_dir)
+    extract_features(ws.catalogue, create_extractor("pixels"), ws.feature_store("pixels"), progress=False)
+    return ws
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    return make_workspace(tmp_path_factory.mktemp("train") / "ws")
+
+
+@pytest.fixture(scope="module")
+def trained(ws):
+    config = TrainConfig(backbone="pixels", name="pixels-head", hidden=64, epochs=4, batch_size=64, lr=3e-3)
+    return train(ws, config, progress=False, log=quiet)
+
+
+def test_head_learns_and_registers(ws, trained):
+    assert trained.best_epoch >= 1 and len(trained.history) == 4
+    assert trained.best_val_acc > 0.5, "10 Fashion-MNIST classes from pixels: far above chance (10%)"
+    assert trained.train_items + trained.val_items == 500  # the test split is never used
+    assert "pixels-head" in list_extractors()
+    saved = json.loads((ws.models_dir / "pixels-head" / "model.json").read_text())
+    assert saved["status"] == "trained" and len(saved["categories"]) == 10
+    assert {"head.pt", "checkpoint.pt", "model.json"} <= {p.name for p in (ws.models_dir / "pixels-head").iterdir()}
+    # a fresh process (new Workspace object) sees the model too
+    assert "pixels-head" in Workspace(ws.root).register_trained_models()
+
+
+def test_trained_model_is_an_extractor_with_the_same_function_both_ways(ws, trained):
+    model = create_extractor("pixels-head")
+    assert model.dim == 64 and model.config.preprocess == create_extractor("pixels").config.preprocess
+    summary = extract_features(ws.catalogue, model, ws.feature_store("pixels-head"), progress=False,
+                               backbone_store=ws.feature_store("pixels"))
+    assert summary.computed == len(ws.catalogue)
+    ids, from_store = ws.feature_store("pixels-head").load()
+    # the ONNX graph (backbone + hidden layer) on the images gives the same vectors
+    from lookalike.images import load_image
+
+    sample = list(ids[:20])
+    images = [load_image(ws.catalogue.resolve(ws.catalogue.get(i).path)) for i in sample]
+    np.testing.assert_allclose(model.embed(images), from_store[:20], rtol=1e-4, atol=1e-4)
+    assert (from_store >= 0).all()  # ReLU hidden layer
+    report = evaluate(ws, ["pixels-head"], ["l2", "hamming"], protocol="held-out", subset=None, queries=100)
+    assert all(row.top1 > 0.5 for row in report.rows)
+
+
+def test_top_categories_variant(ws):
+    config = TrainConfig(backbone="pixels", name="pixels-top3", hidden=32, top_categories=3, epochs=1, batch_size=64)
+    result = train(ws, config, progress=False, log=quiet)
+    counts = {}
+    for item in ws.catalogue.items():
+        if item.split != "test":
+            counts[item.category] = counts.get(item.category, 0) + 1
+    expected = sorted(sorted(counts, key=lambda c: (-counts[c], c))[:3])
+    assert result.categories == expected
+    assert result.train_items + result.val_items == sum(counts[c] for c in expected)
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    ws = make_workspace(tmp_path / "ws", limit=300)
+    config = TrainConfig(backbone="pixels", name="resumable", hidden=32, epochs=3, batch_size=64)
+    straight = train(Workspace(tmp_path / "ws"), config.__class__(**{**config.__dict__, "name": "straight"}),
+                     progress=False, log=quiet)
+    calls = {"n": 0}
+    batches_per_epoch = math.ceil(straight.train_items / 64)
+
+    def interrupt_in_epoch_3(loss_fn, logits, y):
+        calls["n"] += 1
+        if calls["n"] > 2 * batches_per_epoch:
+            raise KeyboardInterrupt
+        return loss_fn(logits, y)
+
+    monkeypatch.setattr(trainer_module, "_loss", interrupt_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(ws, config, progress=False, log=quiet)
+    monkeypatch.undo()
+    lines: list[str] = []
+    resumed = train(ws, config, progress=False, log=lines.append)
+    assert resumed.resumed_from == 2 and any("resuming after epoch 2" in line for line in lines)
+    assert [h.epoch for h in resumed.history] == [1, 2, 3]
+    a = torch.load(ws.models_dir / "resumable" / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(ws.models_dir / "straight" / "checkpoint.pt", weights_only=False)["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+    again = train(ws, config, progress=False, log=lines.append)  # finished: nothing to do
+    assert again.best_epoch == resumed.best_epoch and "already trained" in lines[-1]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    ws = make_workspace(tmp_path / "ws", limit=300)
+    calls = {"n": 0}
+    labelled = sum(1 for item in ws.catalogue.items() if item.split != "test")
+    batches_per_epoch = math.ceil((labelled - round(labelled * 0.1)) / 64)
+
+    def nan_in_epoch_2(loss_fn, logits, y):
+        calls["n"] += 1
+        loss = loss_fn(logits, y)
+        return loss * float("nan") if calls["n"] > batches_per_epoch + 1 else loss
+
+    monkeypatch.setattr(trainer_module, "_loss", nan_in_epoch_2)
+    config = TrainConfig(backbone="pixels", name="diverges", hidden=32, epochs=3, batch_size=64)
+    with pytest.raises(TrainingDivergedError, match="diverged in epoch 2.*last good checkpoint \\(epoch 1"):
+        train(ws, config, progress=False, log=quiet)
+    directory = ws.models_dir / "diverges"
+    saved = json.loads((directory / "model.json").read_text())
+    assert saved["status"] == "diverged" and saved["best_epoch"] == 1
+    assert torch.load(directory / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    head = torch.load(directory / "head.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in head.values())
+
+
+def test_bad_settings_get_one_clear_error(ws, trained):
+    with pytest.raises(ConfigError, match="built-in"):
+        train(ws, TrainConfig(backbone="pixels", name="efficientnet-lite0"), log=quiet)
+    with pytest.raises(ConfigError, match="at least 2"):
+        train(ws, TrainConfig(backbone="pixels", name="x", top_categories=1), log=quiet)
+    with pytest.raises(ConfigError, match="other settings \\(hidden\\)"):
+        train(ws, TrainConfig(backbone="pixels", name="pixels-head", hidden=65, epochs=4, batch_size=64, lr=3e-3),
+              log=quiet)
+    with pytest.raises(ConfigError, match="no blocks to fine-tune"):
+        train(ws, TrainConfig(backbone="pixels", name="px-ft", finetune_blocks=1, epochs=1), log=quiet)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            train(ws, TrainConfig(backbone="pixels", name="px-cuda", epochs=1), device="cuda", log=quiet)
+
+
+def test_one_category_catalogue(tmp_path, capsys):
+    from PIL import Image
+
+    ws = Workspace(tmp_path / "ws")
+    for n in range(4):
+        Image.new("RGB", (8, 8), (n * 40, 0, 0)).save(tmp_path / f"{n}.png")
+    ws.catalogue.upsert([Item(str(n), str(tmp_path / f"{n}.png"), "lamp", "train") for n in range(4)])
+    extract_features(ws.catalogue, create_extractor("pixels"), ws.feature_store("pixels"), progress=False)
+    assert main(["train", "--backbone", "pixels", "--name", "one", "-w", str(ws.root)]) == 1
+    assert "at least two categories" in capsys.readouterr().err
+
+
+def test_finetune_last_block_changes_only_that_block(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    import_catalogue(ws.catalogue, "fashion-mnist", BUNDLED_SAMPLE, limit=24, seed=0, image_dir=ws.images_dir)
+    config = TrainConfig(backbone="efficientnet-lite0", name="lite0-ft", hidden=16, epochs=1, batch_size=8,
+                         lr=1e-2, finetune_blocks=1)
+    result = train(ws, config, device="cpu", progress=False, log=quiet)
+    assert result.best_epoch == 1
+    model = create_extractor("lite0-ft")
+    tuned = model.build_torch().backbone.state_dict()
+    original = create_extractor("efficientnet-lite0").build_torch().state_dict()
+    changed = {k for k in original if not torch.equal(original[k], tuned[k])}
+    assert changed and all(k.startswith(("net._conv_head", "net._bn1")) for k in changed), sorted(changed)[:5]
+    from PIL import Image
+
+    vectors = model.embed([Image.new("RGB", (28, 28), "white"), Image.new("RGB", (28, 28), "black")])
+    assert vectors.shape == (2, 16) and np.isfinite(vectors).all()
