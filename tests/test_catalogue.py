@@ -31,7 +31,7 @@ def make_folder_catalogue(root: Path, photo_paths) -> Path:
 
 
 def test_readers_are_registered():
-    assert list_readers() == ["csv", "deepfashion", "fashion-mnist", "folder"]
+    assert list_readers() == ["csv", "deepfashion", "deepfashion-inshop", "fashion-mnist", "folder"]
     with pytest.raises(UnknownNameError, match="unknown catalogue reader 'zip'; choose one of: csv, deepfashion"):
         import_catalogue(None, "zip", "x")
 
@@ -105,6 +105,47 @@ def test_deepfashion_reader(tmp_path, catalogue, photo_paths):
     assert catalogue.split_counts() == {"test": 1, "train": 1, "val": 1}
     with pytest.raises(CatalogueError, match="missing .*list_category_cloth.txt"):
         import_catalogue(catalogue, "deepfashion", tmp_path / "empty")
+
+
+def test_deepfashion_inshop_reader(tmp_path, catalogue, photo_paths):
+    root = tmp_path / "InShop"
+    images = {"img/WOMEN/Dresses/id_00000002/02_1_front.jpg": "chelsea",
+              "img/WOMEN/Dresses/id_00000002/02_2_side.jpg": "coffee",
+              "img/MEN/Denim/id_00000080/01_1_front.jpg": "rocket"}
+    for rel, photo in images.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(photo_paths[photo], root / rel)
+    names = list(images)
+    _table(root / "Eval/list_eval_partition.txt", "image_name item_id evaluation_status",
+           [f"{names[0]}  id_00000002  query", f"{names[1]}  id_00000002  gallery",
+            f"{names[2]}  id_00000080  train", "img/WOMEN/Dresses/id_9/gone.jpg  id_9  gallery", "short line"])
+    _table(root / "Anno/list_bbox_inshop.txt", "image_name clothes_type pose_type x_1 y_1 x_2 y_2",
+           [f"{names[0]}  1 1  10 20 120 150"])
+    summary = import_catalogue(catalogue, "deepfashion-inshop", root)
+    assert summary.added == 3 and len(summary.skipped) == 2
+    front = catalogue.get(names[0])
+    assert (front.category, front.split, front.product, front.box) == ("Dresses", "query", "id_00000002",
+                                                                         (10, 20, 120, 150))
+    assert catalogue.get(names[2]).product == "id_00000080" and catalogue.get(names[2]).box is None
+
+
+def test_old_catalogue_files_are_migrated(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "catalogue.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("""CREATE TABLE items (id TEXT PRIMARY KEY, path TEXT NOT NULL, category TEXT NOT NULL, split TEXT,
+                    x1 REAL, y1 REAL, x2 REAL, y2 REAL, attributes TEXT NOT NULL DEFAULT '[]',
+                    source TEXT NOT NULL DEFAULT '', added_at TEXT NOT NULL DEFAULT (datetime('now')))""")
+    conn.execute("INSERT INTO items(id, path, category) VALUES ('a', 'a.png', 'lamp')")
+    conn.commit()
+    conn.close()
+    with Catalogue(path) as cat:
+        assert cat.get("a").product is None and cat.get("a").category == "lamp"
+        cat.upsert([Item("b", "b.png", "lamp", product="p1")])
+        assert cat.get("b").product == "p1"
+    with Catalogue(path) as cat:  # reopening is a no-op
+        assert len(cat) == 2
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:

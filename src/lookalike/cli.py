@@ -128,9 +128,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .metrics import Metric
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    report = evaluate(_workspace(args), models, Metric.parse_list(args.metrics), subset=args.subset,
-                      queries=args.queries, seed=args.seed, protocol=args.protocol, split=args.split)
+    ws = _workspace(args)
+    report = evaluate(ws, models, Metric.parse_list(args.metrics), subset=args.subset,
+                      queries=args.queries, seed=args.seed, protocol=args.protocol, split=args.split,
+                      gallery_split=args.gallery_split)
     print(json.dumps(report.to_dict()) if args.json else report.table())
+    if args.report is not None:
+        from .report import write_report
+
+        command = "lookalike " + " ".join(sys.argv[1:]) if sys.argv and "lookalike" in sys.argv[0] else ""
+        files = write_report(report, ws, args.report, command=command)
+        print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -219,7 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=["subset", "held-out"], default="subset",
                    help="subset: queries from the gallery (the post's); held-out: queries from --split")
     p.add_argument("--split", default="test", help="query split for the held-out protocol (default test)")
+    p.add_argument("--gallery-split", default=None,
+                   help="held-out protocol: gallery from this split only (default: every other split)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--report", type=Path, default=None, metavar="DIR",
+                   help="write report.md, report.json, top1.png and matches.png into DIR")
 
     p = add("train", cmd_train, "transfer learning: train a new dense layer + softmax on a backbone's features")
     p.add_argument("--backbone", required=True, help="pretrained extractor whose features feed the new layer")

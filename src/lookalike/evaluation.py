@@ -8,8 +8,9 @@ Two protocols:
   the training split is never scored on images it saw.
 
 Beyond top-1 accuracy: category precision@k and recall@k, mean average precision at R (R = number of
-gallery items of the query's category), per-category top-1 accuracy, and a random-pair baseline computed
-the same way (plus its expected value).
+gallery items of the query's category), per-category top-1 accuracy, exact-item Recall@k when items
+carry product ids (DeepFashion In-shop style: a hit when the same product is among the top k), and a
+random-pair baseline computed the same way (plus its expected value).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class EvalRow:
     recall_at: dict[int, float]
     map_at_r: float
     per_category_top1: dict[str, float] = field(default_factory=dict)
+    item_recall_at: dict[int, float] | None = None  # exact-item Recall@k (items with product ids)
 
 
 @dataclass
@@ -50,6 +52,14 @@ class EvalReport:
     baseline_top1: float
     baseline_expected: float
     rows: list[EvalRow]
+    item_queries: int = 0  # queries whose product has another photo in the gallery
+    gallery_split: str | None = None
+    split: str | None = None
+    examples: dict[str, Any] = field(default_factory=dict)  # a few queries' top matches, for pictures
+
+    def best_metric(self, model: str) -> str:
+        """The metric under which ``model`` scores the best top-1."""
+        return max((r for r in self.rows if r.model == model), key=lambda r: r.top1).metric
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,6 +77,11 @@ class EvalReport:
                 f"{by[(model, m)]:>8.1%}" if (model, m) in by else f"{'-':>8}" for m in metrics))
         lines.append(f"({self.protocol} protocol: {self.gallery} gallery items, {self.queries} queries, "
                      f"seed {self.seed}; top-1 same-category accuracy)")
+        if self.item_queries:
+            lines.append(f"exact-item Recall@k ({self.item_queries} queries with another photo of their product):")
+            for r in self.rows:
+                lines.append(f"  {r.model:<{width}} {r.metric:>8}  " + "  ".join(
+                    f"R@{k} {v:.1%}" for k, v in (r.item_recall_at or {}).items()))
         return "\n".join(lines)
 
 
@@ -78,8 +93,14 @@ def _choose(rng: np.random.Generator, ids: list[str], n: int | None) -> list[str
 
 def evaluate(workspace: Workspace, models: list[str], metrics: list[Metric | str], *, subset: int | None = 20000,
              queries: int = 1000, seed: int = 0, protocol: Protocol = "subset", split: str = "test",
-             ks: tuple[int, ...] = (1, 5, 10)) -> EvalReport:
-    """Score every model x metric on the same seeded gallery and queries."""
+             gallery_split: str | None = None, ks: tuple[int, ...] = (1, 5, 10), examples: int = 8,
+             example_k: int = 5) -> EvalReport:
+    """Score every model x metric on the same seeded gallery and queries.
+
+    ``gallery_split`` (held-out protocol) takes the gallery from that split only, e.g. In-shop's
+    ``gallery``; by default it is every item outside ``split``. ``examples`` queries keep their top
+    ``example_k`` matches for the report's pictures.
+    """
     if not models or not metrics:
         raise ConfigError("give at least one model and one metric")
     metrics = [Metric.parse(m) for m in metrics]
@@ -97,12 +118,14 @@ def evaluate(workspace: Workspace, models: list[str], metrics: list[Metric | str
         query_ids = _choose(rng, gallery_ids, queries)
     elif protocol == "held-out":
         held = [i for i, it in items.items() if it.split == split]
-        rest = [i for i, it in items.items() if it.split != split]
+        rest = [i for i, it in items.items() if it.split != split
+                and (gallery_split is None or it.split == gallery_split)]
         if not held:
             raise ConfigError(f"no items in split {split!r} with features of every model; splits: "
                               f"{sorted({str(it.split) for it in items.values()})}")
         if not rest:
-            raise ConfigError(f"held-out protocol needs gallery items outside split {split!r}; there are none")
+            raise ConfigError(f"held-out protocol needs gallery items outside split {split!r}"
+                              + (f" in split {gallery_split!r}" if gallery_split else "") + "; there are none")
         gallery_ids = _choose(rng, rest, subset)
         if queries > len(held):
             raise ConfigError(f"--queries {queries} is larger than the {len(held)} items of split {split!r}")
@@ -130,6 +153,15 @@ def evaluate(workspace: Workspace, models: list[str], metrics: list[Metric | str
     baseline = float(np.mean(gallery_cats[picks] == query_cats))
     expected = float(np.mean(relevant / (len(gallery_ids) - (1 if in_gallery else 0))))
 
+    # exact-item retrieval: queries whose product has another photo in the gallery
+    gallery_products = Counter(items[g].product for g in gallery_ids if items[g].product is not None)
+    query_products = [items[q].product for q in query_ids]
+    item_mask = np.array([p is not None and gallery_products[p] - (1 if in_gallery else 0) > 0
+                          for p in query_products])
+    example_rows = (sorted(rng.choice(len(query_ids), size=min(examples, len(query_ids)), replace=False).tolist())
+                    if examples else [])
+    shown: dict[str, list] = {}
+
     rows = []
     max_r = int(relevant.max())
     for model in models:
@@ -139,6 +171,9 @@ def evaluate(workspace: Workspace, models: list[str], metrics: list[Metric | str
             index = ItemIndex.build(model, metric, np.asarray(gallery_ids), vectors)
             k = max(max(ks), max_r)
             hits = np.zeros((len(query_ids), k), bool)
+            item_hits = np.zeros((len(query_ids), max(ks)), bool)
+            system = f"{model}/{metric.value}"
+            shown[system] = []
             for start in range(0, len(query_ids), 256):  # chunks bound memory at 4096-d
                 chunk = slice(start, start + 256)
                 exclude = list(query_ids[chunk]) if in_gallery else None
@@ -146,8 +181,19 @@ def evaluate(workspace: Workspace, models: list[str], metrics: list[Metric | str
                 for row, matches in enumerate(found, start):
                     cats = [items[i].category for i, _ in matches]
                     hits[row, : len(cats)] = np.array(cats) == query_cats[row]
-            rows.append(_score(model, metric.value, hits, relevant, query_cats, ks))
-    return EvalReport(protocol, len(gallery_ids), len(query_ids), seed, baseline, expected, rows)
+                    if item_mask[row]:
+                        top = [items[i].product for i, _ in matches[: max(ks)]]
+                        item_hits[row, : len(top)] = np.array(top, dtype=object) == query_products[row]
+                    if row in example_rows:
+                        shown[system].append([[i, float(d)] for i, d in matches[:example_k]])
+            score = _score(model, metric.value, hits, relevant, query_cats, ks)
+            if item_mask.any():
+                score.item_recall_at = {k_: float(np.mean(item_hits[item_mask, :k_].any(1))) for k_ in ks}
+            rows.append(score)
+    return EvalReport(protocol, len(gallery_ids), len(query_ids), seed, baseline, expected, rows,
+                      item_queries=int(item_mask.sum()), gallery_split=gallery_split if protocol == "held-out" else None,
+                      split=split if protocol == "held-out" else None,
+                      examples={"queries": [query_ids[r] for r in example_rows], "matches": shown})
 
 
 def _score(model: str, metric: str, hits: np.ndarray, relevant: np.ndarray, query_cats: np.ndarray,

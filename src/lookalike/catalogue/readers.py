@@ -74,10 +74,10 @@ def read_folder(source: Path, *, limit: int | None = None, seed: int = 0, **_: o
 
 @READERS.register("csv")
 def read_csv(source: Path, *, limit: int | None = None, seed: int = 0, **_: object) -> ReadResult:
-    """A manifest with columns ``path, category[, x1, y1, x2, y2][, split][, attributes][, id]``.
+    """A manifest with columns ``path, category[, x1, y1, x2, y2][, split][, attributes][, id][, product]``.
 
     Paths are relative to the CSV's folder. ``attributes`` is ``a|b|c`` or a JSON list. Without an
-    ``id`` column the path is the id.
+    ``id`` column the path is the id. ``product`` groups photos of the same product (exact-item recall).
     """
     source = Path(source)
     if not source.is_file():
@@ -127,7 +127,8 @@ def read_csv(source: Path, *, limit: int | None = None, seed: int = 0, **_: obje
                 result.skipped.append((row["path"], f"{where}: attributes are not a JSON list"))
                 continue
         records.append(Item(id=row.get("id") or row["path"], path=str(path), category=row["category"],
-                            split=row.get("split") or None, box=box, attributes=attributes))
+                            split=row.get("split") or None, box=box, attributes=attributes,
+                            product=row.get("product") or None))
     ids = [r.id for r in records]
     if len(set(ids)) != len(ids):
         dupes = sorted({i for i in ids if ids.count(i) > 1})[:5]
@@ -200,6 +201,43 @@ def read_deepfashion(source: Path, *, limit: int | None = None, seed: int = 0, *
             continue
         result.items.append(Item(id=name, path=str(path), category=category, split=splits.get(name),
                                  box=box, attributes=attributes.get(name, ())))
+    return result
+
+
+@READERS.register("deepfashion-inshop")
+def read_deepfashion_inshop(source: Path, *, limit: int | None = None, seed: int = 0, **_: object) -> ReadResult:
+    """DeepFashion "In-shop Clothes Retrieval Benchmark" layout: the same product in several photos.
+
+    Reads ``Eval/list_eval_partition.txt`` (image, item id, train/query/gallery) and, when present,
+    ``Anno/list_bbox_inshop.txt``. The category is the clothes type folder
+    (``img/WOMEN/Dresses/id_00000002/...`` -> ``Dresses``), the product is the item id and the split
+    is ``train``, ``query`` or ``gallery``: evaluate with ``--protocol held-out --split query
+    --gallery-split gallery`` for the benchmark's exact-item Recall@k.
+    """
+    source = Path(source)
+    rows = _read_table(source / "Eval" / "list_eval_partition.txt")
+    bbox_file = source / "Anno" / "list_bbox_inshop.txt"
+    boxes = ({r[0]: tuple(float(v) for v in r[3:7]) for r in _read_table(bbox_file) if len(r) >= 7}
+             if bbox_file.is_file() else {})
+    result = ReadResult()
+    for row in sample(rows, limit, seed):
+        if len(row) < 3:
+            result.skipped.append((" ".join(row), "malformed partition line (expected image, item id, status)"))
+            continue
+        name, product, status = row[0], row[1], row[2]
+        parts = Path(name).parts
+        path = source / name
+        if len(parts) < 4:
+            result.skipped.append((name, "path is not img/<GENDER>/<TYPE>/<ITEM>/<FILE>"))
+            continue
+        if not path.is_file():
+            result.skipped.append((name, "image file not found"))
+            continue
+        box = boxes.get(name)
+        if box is not None and not (box[2] > box[0] and box[3] > box[1]):
+            box = None
+        result.items.append(Item(id=name, path=str(path), category=parts[-3], split=status, box=box,
+                                 product=product))
     return result
 
 

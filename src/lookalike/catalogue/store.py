@@ -1,4 +1,4 @@
-"""The catalogue: one SQLite table of items (id, image path, category, split, box, attributes)."""
+"""The catalogue: one SQLite table of items (id, image path, category, split, box, attributes, product)."""
 
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ class Item:
     split: str | None = None
     box: tuple[float, float, float, float] | None = None
     attributes: tuple[str, ...] = field(default_factory=tuple)
+    product: str | None = None  # the same product in several photos (DeepFashion In-shop item id)
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -70,6 +71,18 @@ class Catalogue:
         self._conn = sqlite3.connect(self.db_path)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring an older catalogue file up to the current schema (``PRAGMA user_version``)."""
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(items)")}
+        with self._conn:
+            if version < 1:  # v1: product ids for exact-item retrieval
+                if "product" not in columns:
+                    self._conn.execute("ALTER TABLE items ADD COLUMN product TEXT")
+                self._conn.execute("CREATE INDEX IF NOT EXISTS items_product ON items(product)")
+                self._conn.execute("PRAGMA user_version = 1")
 
     def close(self) -> None:
         self._conn.close()
@@ -89,13 +102,14 @@ class Catalogue:
             for item in items:
                 box = item.box or (None, None, None, None)
                 self._conn.execute(
-                    """INSERT INTO items(id, path, category, split, x1, y1, x2, y2, attributes, source)
-                       VALUES (?,?,?,?,?,?,?,?,?,?)
+                    """INSERT INTO items(id, path, category, split, x1, y1, x2, y2, attributes, source, product)
+                       VALUES (?,?,?,?,?,?,?,?,?,?,?)
                        ON CONFLICT(id) DO UPDATE SET path=excluded.path, category=excluded.category,
                          split=excluded.split, x1=excluded.x1, y1=excluded.y1, x2=excluded.x2,
-                         y2=excluded.y2, attributes=excluded.attributes, source=excluded.source""",
+                         y2=excluded.y2, attributes=excluded.attributes, source=excluded.source,
+                         product=excluded.product""",
                     (item.id, self._store_path(item.path), item.category, item.split, *box,
-                     json.dumps(list(item.attributes)), source),
+                     json.dumps(list(item.attributes)), source, item.product),
                 )
                 count += 1
         added = len(self) - before
@@ -173,9 +187,9 @@ class Catalogue:
 
     @staticmethod
     def _row_to_item(row: tuple) -> Item:
-        item_id, path, category, split, x1, y1, x2, y2, attributes = row
+        item_id, path, category, split, x1, y1, x2, y2, attributes, product = row
         box = None if x1 is None else (x1, y1, x2, y2)
-        return Item(item_id, path, category, split, box, tuple(json.loads(attributes)))
+        return Item(item_id, path, category, split, box, tuple(json.loads(attributes)), product)
 
 
-_COLUMNS = "id, path, category, split, x1, y1, x2, y2, attributes"
+_COLUMNS = "id, path, category, split, x1, y1, x2, y2, attributes, product"
