@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -99,3 +100,56 @@ def test_bad_parameters(ws, tmp_path):
     one.feature_store("fake").append(FakeExtractor(2), [f"i{j}" for j in range(5)], np.ones((5, 2)))
     with pytest.raises(ConfigError, match="single category"):
         evaluate(one, ["fake"], ["l2"], queries=2)
+
+
+def test_exact_item_recall_matches_brute_force(tmp_path):
+    """In-shop style: queries from 'query', gallery from 'gallery'; a hit is the same product in the top k."""
+    ws = Workspace(tmp_path / "ws")
+    rng = np.random.default_rng(1)
+    items, vectors = [], []
+    for p in range(40):
+        base = rng.normal(size=8)
+        for n, split in enumerate(["query", "gallery", "gallery"]):
+            if split == "gallery" and n == 2 and p % 4 == 0:
+                split = "train"  # some products have one gallery photo, others two
+            items.append(Item(f"p{p}-{n}", "x.png", f"cat{p % 3}", split, product=f"p{p}"))
+            vectors.append(base + rng.normal(scale=1.2, size=8))
+    for j in range(10):  # distractors without product ids
+        items.append(Item(f"d{j}", "x.png", "cat0", "gallery"))
+        vectors.append(rng.normal(size=8))
+    ws.catalogue.upsert(items)
+    ws.feature_store("fake").append(FakeExtractor(8), [i.id for i in items], np.array(vectors))
+    report = evaluate(ws, ["fake"], ["l2"], subset=None, queries=40, protocol="held-out", split="query",
+                      gallery_split="gallery")
+    gallery = [i for i in items if i.split == "gallery"]
+    queries = [i for i in items if i.split == "query"]
+    g = np.array([vectors[items.index(i)] for i in gallery])
+    q = np.array([vectors[items.index(i)] for i in queries])
+    order = np.argsort(pairwise_distances(q, g, Metric.L2), axis=1, kind="stable")
+    products = np.array([i.product or "" for i in gallery])
+    for k in (1, 5, 10):
+        expected = np.mean([(products[order[n, :k]] == queries[n].product).any() for n in range(len(queries))])
+        assert report.rows[0].item_recall_at[k] == pytest.approx(expected)
+    assert report.item_queries == 40 and report.gallery == len(gallery)
+    assert 0 < report.rows[0].item_recall_at[1] < report.rows[0].item_recall_at[10] <= 1
+    assert "exact-item Recall@k" in report.table()
+
+
+def test_report_files(ws, tmp_path):
+    from PIL import Image
+
+    from lookalike.report import write_report
+
+    report = evaluate(ws, ["pixels"], list(Metric), subset=200, queries=50, seed=0, examples=3, example_k=4)
+    assert len(report.examples["queries"]) == 3
+    assert all(len(m) == 4 for rows in report.examples["matches"].values() for m in rows)
+    files = write_report(report, ws, tmp_path / "report", command="lookalike evaluate ...")
+    names = {f.name for f in files}
+    assert names == {"report.md", "report.json", "top1.png", "matches.png"}
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "| random pairs |" in md and "| pixels |" in md and "subset" in md and "![matches](matches.png)" in md
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["queries"] == 50
+    with Image.open(tmp_path / "report" / "matches.png") as grid:
+        assert grid.width >= 5 * 96 and grid.height >= 3 * 96  # 3 queries x 1 model, query + 4 matches
+    with Image.open(tmp_path / "report" / "top1.png") as chart:
+        assert chart.width > 300
