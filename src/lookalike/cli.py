@@ -57,8 +57,15 @@ def cmd_extract(args: argparse.Namespace) -> int:
         raise LookalikeError(f"the catalogue in {ws.root} is empty; run: lookalike import KIND SOURCE -w {ws.root}")
     extractor = create_extractor(args.model, weights=args.weights)
     backbone = getattr(extractor, "backbone", None)
+    items = None
+    if args.split is not None or args.limit is not None:
+        from .catalogue.readers import sample
+
+        items = sample(list(ws.catalogue.items(split=args.split)), args.limit, args.seed)
+        if not items:
+            raise LookalikeError(f"no items in split {args.split!r}; splits: {ws.catalogue.split_counts()}")
     summary = extract_features(ws.catalogue, extractor, ws.feature_store(args.model), batch_size=args.batch_size,
-                               overwrite=args.overwrite,
+                               overwrite=args.overwrite, items=items,
                                backbone_store=ws.feature_store(backbone.name) if backbone is not None else None)
     print("\n".join(summary.lines()))
     return 0
@@ -155,6 +162,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_map(args: argparse.Namespace) -> int:
+    from .mapping import make_map
+
+    make_map(_workspace(args), args.model, sample=args.sample, seed=args.seed, perplexity=args.perplexity)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .web import Settings, create_app
+
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()] if args.systems else None
+    app = create_app(_workspace(args), Settings(db_url=args.db, secret=args.secret, systems=systems,
+                                                max_upload_bytes=args.max_upload_mb * 1024 * 1024,
+                                                secure_cookies=args.secure_cookies))
+    print(f"Lookalike on http://{args.host}:{args.port}/  (systems: {', '.join(app.state.lookalike.systems)})",
+          flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     from .workspace import Workspace
@@ -193,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None, help="local weights file (e.g. torchvision's vgg16-397923af.pth)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--overwrite", action="store_true", help="discard stored vectors of this model first")
+    p.add_argument("--split", default=None, help="only items of this split")
+    p.add_argument("--limit", type=int, default=None,
+                   help="only a seeded random sample of N items (of --split); a larger N extends a smaller one")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --limit sample (default 0)")
 
     p = sub.add_parser("features", help="feature store tools", description="feature store tools")
     fsub = p.add_subparsers(dest="features_command", required=True, metavar="ACTION")
@@ -252,6 +285,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="discard a model of that name and train anew")
+
+    p = add("map", cmd_map, "2-D t-SNE map of a seeded sample of the catalogue (for the web page and reports)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--sample", type=int, default=2000, help="items in the map (default 2000)")
+    p.add_argument("--perplexity", type=float, default=30.0)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add("serve", cmd_serve, "start the web app: search by photo, map, Dope or Nope, leaderboard")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--db", default=None, help="votes database URL (default: sqlite in the workspace; "
+                                              "postgresql://user:pass@host/db for a server)")
+    p.add_argument("--secret", default=None, help="signing secret (default $LOOKALIKE_SECRET or WS/web-secret)")
+    p.add_argument("--systems", default=None,
+                   help="competing systems, comma-separated MODEL/METRIC (default: every model x metric)")
+    p.add_argument("--max-upload-mb", type=int, default=10)
+    p.add_argument("--secure-cookies", action="store_true", help="set when served over HTTPS")
+    p.add_argument("--log-level", default="info")
 
     p = add("info", cmd_info, "summarise a workspace")
     p.add_argument("--json", action="store_true")

@@ -188,19 +188,20 @@ class ExtractSummary:
 
 def extract_features(catalogue: Catalogue, extractor: Extractor, store: FeatureStore, *,
                      batch_size: int = 32, shard_size: int = 1024, overwrite: bool = False,
-                     progress: bool | None = None, backbone_store: FeatureStore | None = None) -> ExtractSummary:
+                     progress: bool | None = None, backbone_store: FeatureStore | None = None,
+                     items: list[Item] | None = None) -> ExtractSummary:
     """Compute the vectors of every catalogue item the store lacks (images cropped to their box).
 
     Unreadable images are skipped, counted and named in the summary; everything already stored
     is kept. Runs resume: only missing items are computed. A model trained on a frozen backbone
     computes its vectors from ``backbone_store`` where that has them (the same function, minus
-    the backbone's cost).
+    the backbone's cost). ``items`` restricts the run to those catalogue items.
     """
     if overwrite:
         store.clear()
     store.check_compatible(extractor)
     have = store.stored_ids()
-    todo = [item for item in catalogue.items() if item.id not in have]
+    todo = [item for item in (catalogue.items() if items is None else items) if item.id not in have]
     summary = ExtractSummary(extractor.name, already=len(have))
     started = time.perf_counter()
     if todo and backbone_store is not None and getattr(extractor, "embeds_backbone_features", False) \

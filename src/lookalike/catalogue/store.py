@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,10 +69,22 @@ class Catalogue:
         self.db_path = Path(db_path)
         self.root = Path(root) if root is not None else self.db_path.parent
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.db_path)
+        self._local = threading.local()  # one connection per thread (web servers use thread pools)
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(_SCHEMA)
         self._migrate()
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.db_path, timeout=30, check_same_thread=False)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
 
     def _migrate(self) -> None:
         """Bring an older catalogue file up to the current schema (``PRAGMA user_version``)."""
@@ -85,7 +98,11 @@ class Catalogue:
                 self._conn.execute("PRAGMA user_version = 1")
 
     def close(self) -> None:
-        self._conn.close()
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
 
     def __enter__(self) -> Catalogue:
         return self

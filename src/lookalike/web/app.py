@@ -1,0 +1,349 @@
+"""The web app: search by photo, the catalogue map, Dope or Nope, and the leaderboard.
+
+``create_app(workspace)`` builds a FastAPI app; ``lookalike serve`` runs it with uvicorn. Pages are
+server-rendered HTML with a little plain JS; every asset is served by the app (no CDN).
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import random
+import secrets
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, Response, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+
+from ..errors import (ConfigError, FeatureStoreError, ImageError, ItemNotFoundError, LookalikeError,
+                      UnknownNameError)
+from ..metrics import Metric
+from ..search import Match, SearchEngine
+from ..workspace import Workspace
+from .leaderboard import approval_table, as_dicts, duel_table
+from .security import RateLimiter, Signer, load_secret
+from .votes import VoteError, VoteStore
+
+HERE = Path(__file__).parent
+SESSION_COOKIE = "lookalike_session"
+THUMB_MAX = 256
+
+
+@dataclass
+class Settings:
+    """What the operator configures (``lookalike serve`` flags)."""
+
+    db_url: str | None = None  # default: sqlite in the workspace
+    secret: str | None = None
+    systems: list[str] | None = None  # "model/metric"; default every extracted model x metric
+    max_upload_bytes: int = 10 * 1024 * 1024
+    votes_per_second: float = 5.0
+    vote_burst: int = 20
+    secure_cookies: bool = False
+
+
+class VoteIn(BaseModel):
+    token: str
+    verdict: str
+
+
+class DuelIn(BaseModel):
+    token: str
+    winner: str
+
+
+def parse_system(system: str) -> tuple[str, Metric]:
+    model, sep, metric = system.rpartition("/")
+    if not sep or not model:
+        raise ConfigError(f"a search system is MODEL/METRIC, e.g. pixels/l2; got {system!r}")
+    return model, Metric.parse(metric)
+
+
+class App:
+    """State shared by the routes: workspace, search engine, vote store, signers."""
+
+    def __init__(self, workspace: Workspace, settings: Settings):
+        self.workspace = workspace
+        self.settings = settings
+        self.engine = SearchEngine(workspace)
+        self.lock = threading.Lock()  # faiss / ORT objects are built lazily; build them once
+        db_url = settings.db_url or f"sqlite:///{(workspace.root / 'votes.sqlite').absolute()}"
+        self.votes = VoteStore(db_url)
+        secret = load_secret(settings.secret, workspace.root)
+        self.sessions = Signer(secret, "session")
+        self.tokens = Signer(secret, "pair")
+        self.limiter = RateLimiter(settings.votes_per_second, settings.vote_burst)
+        self.systems = self._systems(settings.systems)
+        self._ids: dict[str, list[str]] = {}
+
+    def _systems(self, wanted: list[str] | None) -> list[str]:
+        models = self.workspace.extracted_models()
+        if wanted:
+            for system in wanted:
+                model, _ = parse_system(system)
+                if model not in models:
+                    raise ConfigError(f"system {system!r}: no {model!r} features in this workspace "
+                                      f"(extracted: {', '.join(models) or 'none'})")
+            return [f"{m}/{Metric.parse(x).value}" for m, x in (s.rsplit("/", 1) for s in wanted)]
+        return [f"{m}/{metric.value}" for m in models for metric in Metric]
+
+    def item_ids(self, model: str) -> list[str]:
+        if model not in self._ids:
+            self._ids[model] = [str(i) for i in self.workspace.feature_store(model).load()[0]]
+        return self._ids[model]
+
+    def nearest(self, item_id: str, system: str, k: int = 1) -> list[Match]:
+        model, metric = parse_system(system)
+        with self.lock:
+            return self.engine.search_item(item_id, model, metric, k).results
+
+    def session_of(self, request: Request) -> str | None:
+        return self.sessions.unsign(request.cookies.get(SESSION_COOKIE))
+
+
+def item_json(match: Match | None = None, *, item_id: str | None = None, category: str | None = None,
+              distance: float | None = None) -> dict[str, Any]:
+    from urllib.parse import quote
+
+    item_id = match.item_id if match else item_id
+    out = {"item_id": item_id, "category": match.category if match else category,
+           "image_url": f"/items/{quote(str(item_id), safe='')}/image"}
+    if match is not None:
+        out["distance"] = match.distance
+    elif distance is not None:
+        out["distance"] = distance
+    return out
+
+
+def page(name: str, title: str, **values: str) -> HTMLResponse:
+    """Fill ``templates/<name>.html`` into the base layout (values are escaped unless ``raw_``-prefixed)."""
+    body = (HERE / "templates" / f"{name}.html").read_text()
+    for key, value in values.items():
+        body = body.replace("{{" + key + "}}", value if key.startswith("raw_") else html.escape(value))
+    base = (HERE / "templates" / "base.html").read_text()
+    return HTMLResponse(base.replace("{{title}}", html.escape(title)).replace("{{body}}", body))
+
+
+def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAPI:
+    """The Lookalike web app for one workspace."""
+    state = App(workspace, settings or Settings())
+    app = FastAPI(title="Lookalike", version="1", description="Visual item search: search by photo, the "
+                  "catalogue map, and the Dope-or-Nope game that ranks search systems from people's votes.")
+    app.state.lookalike = state
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    # -- errors: a clear 4xx with a message, never a 500 for bad input ------------------------
+    @app.exception_handler(LookalikeError)
+    async def lookalike_error(_request: Request, exc: LookalikeError) -> JSONResponse:
+        status = 404 if isinstance(exc, ItemNotFoundError) else 422 if isinstance(exc, (ImageError, ConfigError,
+                                                                                       UnknownNameError)) else 400
+        if isinstance(exc, FeatureStoreError):
+            status = 409
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(VoteError)
+    async def vote_error(_request: Request, exc: VoteError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.middleware("http")
+    async def anonymous_session(request: Request, call_next):
+        session = state.session_of(request)
+        new = None
+        if session is None:
+            new = secrets.token_urlsafe(16)
+            request.scope.setdefault("state", {})["session"] = new
+        response = await call_next(request)
+        if new is not None:
+            response.set_cookie(SESSION_COOKIE, state.sessions.sign(new), httponly=True, samesite="lax",
+                                secure=state.settings.secure_cookies, max_age=60 * 60 * 24 * 365)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    def session_id(request: Request) -> str:
+        return state.session_of(request) or request.scope.get("state", {}).get("session")
+
+    # -- pages --------------------------------------------------------------------------------
+    systems_json = json.dumps(state.systems)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def search_page() -> HTMLResponse:
+        return page("search", "Search", raw_systems=systems_json)
+
+    @app.get("/game", response_class=HTMLResponse, include_in_schema=False)
+    def game_page() -> HTMLResponse:
+        return page("game", "Dope or Nope")
+
+    @app.get("/duel", response_class=HTMLResponse, include_in_schema=False)
+    def duel_page() -> HTMLResponse:
+        return page("duel", "Head to head")
+
+    @app.get("/leaderboard", response_class=HTMLResponse, include_in_schema=False)
+    def leaderboard_page() -> HTMLResponse:
+        return page("leaderboard", "Leaderboard")
+
+    @app.get("/map", response_class=HTMLResponse, include_in_schema=False)
+    def map_page() -> HTMLResponse:
+        from ..mapping import list_maps
+
+        return page("map", "Catalogue map", raw_maps=json.dumps(list_maps(workspace)))
+
+    # -- search ---------------------------------------------------------------------------------
+    @app.get("/api/systems", summary="The search systems (model/metric) this app serves")
+    def systems() -> dict[str, Any]:
+        return {"systems": state.systems, "items": len(workspace.catalogue)}
+
+    def check_system(system: str) -> tuple[str, Metric]:
+        if system not in state.systems:
+            raise HTTPException(422, f"unknown system {system!r}; choose one of: {', '.join(state.systems)}")
+        return parse_system(system)
+
+    def check_k(k: int) -> int:
+        if not 1 <= k <= 100:
+            raise HTTPException(422, f"k must be between 1 and 100, got {k}")
+        return k
+
+    @app.post("/api/search", summary="Search the catalogue with an uploaded photo")
+    async def search_upload(file: Annotated[UploadFile, File(description="the photo (JPEG, PNG, WebP, ...)")],
+                            system: Annotated[str, Form()] = "",
+                            k: Annotated[int, Form()] = 12,
+                            box: Annotated[str, Form(description="optional crop x1,y1,x2,y2 in pixels")] = ""
+                            ) -> dict[str, Any]:
+        from ..images import parse_box
+
+        model, metric = check_system(system or state.systems[0])
+        check_k(k)
+        data = await file.read(state.settings.max_upload_bytes + 1)
+        if len(data) > state.settings.max_upload_bytes:
+            raise HTTPException(413, f"the upload is larger than {state.settings.max_upload_bytes:,} bytes")
+        crop = parse_box(box) if box.strip() else None
+        with state.lock:  # content is sniffed by decoding it, never trusted from the name
+            result = state.engine.search_image(data, model, metric, k, box=crop)
+        return {"system": f"{model}/{metric.value}", "query": {"box": list(crop) if crop else None},
+                "results": [item_json(m) for m in result.results]}
+
+    @app.get("/api/search/item", summary="Search from a catalogue item (excluded from its own results)")
+    def search_item(item_id: str, system: str = Query(""), k: int = 12) -> dict[str, Any]:
+        model, metric = check_system(system or state.systems[0])
+        check_k(k)
+        with state.lock:
+            result = state.engine.search_item(item_id, model, metric, k)
+        item = workspace.catalogue.get(item_id)
+        return {"system": f"{model}/{metric.value}", "query": item_json(item_id=item.id, category=item.category),
+                "results": [item_json(m) for m in result.results]}
+
+    @app.get("/items/{item_id:path}/image", summary="An item's image (cropped to its box), as a thumbnail")
+    def item_image(item_id: str, full: bool = False) -> Response:
+        from ..images import load_image
+
+        item = workspace.catalogue.get(item_id)  # ids are looked up, never used as paths
+        img = load_image(workspace.catalogue.resolve(item.path), None if full else item.box)
+        if not full:
+            img.thumbnail((THUMB_MAX, THUMB_MAX))
+        buffer = io.BytesIO()
+        img.save(buffer, format="PNG")
+        return Response(buffer.getvalue(), media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    # -- Dope or Nope -------------------------------------------------------------------------
+    def random_query(model: str) -> str:
+        ids = state.item_ids(model)
+        if not ids:
+            raise HTTPException(409, f"no items with {model} features")
+        return random.choice(ids)
+
+    @app.get("/api/game/pair", summary="A blind pair: a random item and its nearest match under a hidden system")
+    def game_pair(request: Request) -> dict[str, Any]:
+        session = session_id(request)
+        system = random.choice(state.systems)
+        model, _ = parse_system(system)
+        query = random_query(model)
+        match = state.nearest(query, system)[0]
+        pair = state.votes.issue("single", session, query, system, match.item_id)
+        query_item = workspace.catalogue.get(query)
+        return {"token": state.tokens.sign(pair.id), "query": item_json(item_id=query, category=query_item.category),
+                "match": item_json(item_id=match.item_id, category=match.category)}
+
+    def pair_id_from(token: str) -> str:
+        pair_id = state.tokens.unsign(token)
+        if pair_id is None:
+            raise VoteError("invalid pair token", 403)
+        return pair_id
+
+    def rate_limit(session: str) -> None:
+        if not state.limiter.allow(session):
+            raise VoteError("too many votes; slow down", 429)
+
+    @app.post("/api/game/vote", summary="Swipe right (dope) or left (nope) on an issued pair")
+    def game_vote(vote: VoteIn, request: Request) -> dict[str, Any]:
+        session = session_id(request)
+        rate_limit(session)
+        pair = state.votes.vote(pair_id_from(vote.token), session, vote.verdict)
+        return {"accepted": True, "system": pair.system_a, "verdict": vote.verdict}
+
+    @app.get("/api/duel/pair", summary="Head to head: two hidden systems' matches for the same item")
+    def duel_pair(request: Request) -> dict[str, Any]:
+        if len(state.systems) < 2:
+            raise HTTPException(409, "head-to-head needs at least two systems")
+        session = session_id(request)
+        for _attempt in range(8):
+            a, b = random.sample(state.systems, 2)
+            model_a, _ = parse_system(a)
+            model_b, _ = parse_system(b)
+            ids_b = set(state.item_ids(model_b)) if model_a != model_b else None
+            query = random_query(model_a)
+            if ids_b is not None and query not in ids_b:
+                continue
+            match_a, match_b = state.nearest(query, a)[0], state.nearest(query, b)[0]
+            if match_a.item_id != match_b.item_id:
+                break
+        else:
+            raise HTTPException(409, "could not find an item on which two systems disagree; try again")
+        pair = state.votes.issue("duel", session, query, a, match_a.item_id, b, match_b.item_id)
+        query_item = workspace.catalogue.get(query)
+        return {"token": state.tokens.sign(pair.id), "query": item_json(item_id=query, category=query_item.category),
+                "a": item_json(item_id=match_a.item_id, category=match_a.category),
+                "b": item_json(item_id=match_b.item_id, category=match_b.category)}
+
+    @app.post("/api/duel/vote", summary="Pick the better match of an issued duel ('a' or 'b')")
+    def duel_vote(vote: DuelIn, request: Request) -> dict[str, Any]:
+        session = session_id(request)
+        rate_limit(session)
+        pair = state.votes.duel(pair_id_from(vote.token), session, vote.winner)
+        return {"accepted": True, "a": pair.system_a, "b": pair.system_b, "winner": vote.winner}
+
+    # -- leaderboard and exports ----------------------------------------------------------------
+    @app.get("/api/leaderboard", summary="Systems ranked by approval (Wilson 95% CI) and by Bradley-Terry")
+    def leaderboard(bootstrap: int = Query(200, ge=0, le=2000)) -> dict[str, Any]:
+        return {"approval": as_dicts(approval_table(state.votes.tallies(), state.systems)),
+                "duels": as_dicts(duel_table(state.votes.duel_outcomes(), state.systems, bootstrap=bootstrap)),
+                "votes": state.votes.count_votes()}
+
+    @app.get("/api/votes.csv", summary="Every raw vote as CSV")
+    def votes_csv() -> PlainTextResponse:
+        return PlainTextResponse(state.votes.export_csv(), media_type="text/csv",
+                                 headers={"Content-Disposition": "attachment; filename=votes.csv"})
+
+    @app.get("/api/votes.jsonl", summary="Every raw vote as JSON lines")
+    def votes_jsonl() -> PlainTextResponse:
+        return PlainTextResponse(state.votes.export_jsonl(), media_type="application/x-ndjson",
+                                 headers={"Content-Disposition": "attachment; filename=votes.jsonl"})
+
+    # -- map --------------------------------------------------------------------------------------
+    @app.get("/api/map/{model}", summary="The saved 2-D map of a model's feature space")
+    def map_data(model: str) -> dict[str, Any]:
+        from ..mapping import load_map
+
+        return load_map(workspace, model)
+
+    @app.get("/api/map/{model}/atlas.png", summary="The map's thumbnail atlas")
+    def map_atlas(model: str) -> Response:
+        from ..mapping import map_file
+
+        return Response(map_file(workspace, model, "atlas.png").read_bytes(), media_type="image/png")
+
+    return app

@@ -1,0 +1,243 @@
+"""Votes are data: the Dope-or-Nope store (SQLite in the workspace, or PostgreSQL by URL).
+
+Every pair the game shows is *issued* first (a row in ``pairs``, bound to the player's anonymous
+session); a vote must answer an issued, unused pair of that same session, and using it is one
+atomic ``UPDATE ... WHERE used_at IS NULL``, so each pair gets exactly one vote and nobody can vote
+for a system of their choosing. The schema evolves by numbered migrations (``schema_migrations``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from ..errors import ConfigError
+
+#: Numbered migrations; each runs once, in order, inside a transaction.
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = []
+
+
+def migration(version: int, description: str):
+    def register(func: Callable[[Connection], None]):
+        MIGRATIONS.append((version, description, func))
+        return func
+
+    return register
+
+
+@migration(1, "pairs issued to sessions, and single-system votes")
+def _v1(conn: Connection) -> None:
+    conn.execute(sa.text("""
+        CREATE TABLE pairs (
+            id          VARCHAR(64) PRIMARY KEY,
+            kind        VARCHAR(8)  NOT NULL,          -- 'single' or 'duel'
+            session     VARCHAR(64) NOT NULL,
+            query_item  TEXT        NOT NULL,
+            system_a    VARCHAR(200) NOT NULL,
+            match_a     TEXT        NOT NULL,
+            system_b    VARCHAR(200),
+            match_b     TEXT,
+            issued_at   DOUBLE PRECISION NOT NULL,
+            used_at     DOUBLE PRECISION
+        )"""))
+    conn.execute(sa.text("CREATE INDEX pairs_session ON pairs(session)"))
+    conn.execute(sa.text("""
+        CREATE TABLE votes (
+            pair_id     VARCHAR(64) PRIMARY KEY REFERENCES pairs(id),
+            voted_at    DOUBLE PRECISION NOT NULL,
+            session     VARCHAR(64) NOT NULL,
+            system      VARCHAR(200) NOT NULL,
+            query_item  TEXT        NOT NULL,
+            match_item  TEXT        NOT NULL,
+            verdict     VARCHAR(8)  NOT NULL CHECK (verdict IN ('dope', 'nope'))
+        )"""))
+    conn.execute(sa.text("CREATE INDEX votes_system ON votes(system)"))
+
+
+@migration(2, "head-to-head duels")
+def _v2(conn: Connection) -> None:
+    conn.execute(sa.text("""
+        CREATE TABLE duels (
+            pair_id     VARCHAR(64) PRIMARY KEY REFERENCES pairs(id),
+            voted_at    DOUBLE PRECISION NOT NULL,
+            session     VARCHAR(64) NOT NULL,
+            query_item  TEXT        NOT NULL,
+            system_a    VARCHAR(200) NOT NULL,
+            match_a     TEXT        NOT NULL,
+            system_b    VARCHAR(200) NOT NULL,
+            match_b     TEXT        NOT NULL,
+            winner      VARCHAR(1)  NOT NULL CHECK (winner IN ('a', 'b'))
+        )"""))
+
+
+class VoteError(Exception):
+    """A vote that cannot be accepted; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Pair:
+    id: str
+    kind: str
+    session: str
+    query_item: str
+    system_a: str
+    match_a: str
+    system_b: str | None = None
+    match_b: str | None = None
+
+
+class VoteStore:
+    """Issue pairs, record votes exactly once, read them back."""
+
+    def __init__(self, url: str, *, pair_ttl_s: float = 3600.0):
+        if "://" not in url:
+            raise ConfigError(f"--db must be a database URL (sqlite:///path or postgresql://...), got {url!r}")
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        self.url = url
+        self.pair_ttl_s = pair_ttl_s
+        kwargs: dict[str, Any] = {"future": True}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        else:
+            kwargs["pool_size"] = 10
+        try:
+            self.engine: Engine = sa.create_engine(url, **kwargs)
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise ConfigError(f"cannot use database {url!r}: {exc}") from None
+        if url.startswith("sqlite"):
+            @sa.event.listens_for(self.engine, "connect")
+            def _wal(dbapi_conn, _record):  # noqa: ANN001
+                dbapi_conn.execute("PRAGMA journal_mode=WAL")
+                dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+                dbapi_conn.execute("PRAGMA foreign_keys=ON")
+        self.migrate()
+
+    # -- schema ------------------------------------------------------------------------------
+    def migrate(self) -> list[int]:
+        """Apply the migrations this database lacks; returns the versions applied."""
+        applied = []
+        with self.engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                                 "description TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"))
+        for version, description, func in sorted(MIGRATIONS):
+            with self.engine.begin() as conn:
+                done = conn.execute(sa.text("SELECT 1 FROM schema_migrations WHERE version = :v"),
+                                    {"v": version}).first()
+                if done:
+                    continue
+                func(conn)
+                conn.execute(sa.text("INSERT INTO schema_migrations VALUES (:v, :d, :t)"),
+                             {"v": version, "d": description, "t": time.time()})
+                applied.append(version)
+        return applied
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")).scalar())
+
+    # -- pairs -------------------------------------------------------------------------------
+    def issue(self, kind: str, session: str, query_item: str, system_a: str, match_a: str,
+              system_b: str | None = None, match_b: str | None = None) -> Pair:
+        pair = Pair(secrets.token_urlsafe(18), kind, session, query_item, system_a, match_a, system_b, match_b)
+        with self.engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO pairs (id, kind, session, query_item, system_a, match_a, system_b, "
+                                 "match_b, issued_at) VALUES (:id, :kind, :session, :q, :sa, :ma, :sb, :mb, :t)"),
+                         {"id": pair.id, "kind": kind, "session": session, "q": query_item, "sa": system_a,
+                          "ma": match_a, "sb": system_b, "mb": match_b, "t": time.time()})
+        return pair
+
+    def _claim(self, conn: Connection, pair_id: str, session: str, kind: str) -> Pair:
+        """Mark the pair used (atomically) and return it; errors say why a vote is refused."""
+        now = time.time()
+        row = conn.execute(sa.text("SELECT id, kind, session, query_item, system_a, match_a, system_b, match_b, "
+                                   "issued_at, used_at FROM pairs WHERE id = :id"), {"id": pair_id}).first()
+        if row is None or row.session != session or row.kind != kind:
+            raise VoteError("this pair was not issued to your session", 403)
+        if row.used_at is not None:
+            raise VoteError("this pair has already been voted on", 409)
+        if now - row.issued_at > self.pair_ttl_s:
+            raise VoteError("this pair has expired; load a new one", 410)
+        claimed = conn.execute(sa.text("UPDATE pairs SET used_at = :t WHERE id = :id AND used_at IS NULL"),
+                               {"t": now, "id": pair_id}).rowcount
+        if claimed != 1:  # another request won the race
+            raise VoteError("this pair has already been voted on", 409)
+        return Pair(row.id, row.kind, row.session, row.query_item, row.system_a, row.match_a, row.system_b,
+                    row.match_b)
+
+    def vote(self, pair_id: str, session: str, verdict: str) -> Pair:
+        """Record dope / nope for an issued single pair; returns the pair (revealing its system)."""
+        if verdict not in ("dope", "nope"):
+            raise VoteError("verdict must be 'dope' or 'nope'", 422)
+        with self.engine.begin() as conn:
+            pair = self._claim(conn, pair_id, session, "single")
+            conn.execute(sa.text("INSERT INTO votes VALUES (:p, :t, :s, :sys, :q, :m, :v)"),
+                         {"p": pair.id, "t": time.time(), "s": session, "sys": pair.system_a, "q": pair.query_item,
+                          "m": pair.match_a, "v": verdict})
+        return pair
+
+    def duel(self, pair_id: str, session: str, winner: str) -> Pair:
+        """Record which of two systems' matches is better for an issued duel."""
+        if winner not in ("a", "b"):
+            raise VoteError("winner must be 'a' or 'b'", 422)
+        with self.engine.begin() as conn:
+            pair = self._claim(conn, pair_id, session, "duel")
+            conn.execute(sa.text("INSERT INTO duels VALUES (:p, :t, :s, :q, :sa, :ma, :sb, :mb, :w)"),
+                         {"p": pair.id, "t": time.time(), "s": session, "q": pair.query_item, "sa": pair.system_a,
+                          "ma": pair.match_a, "sb": pair.system_b, "mb": pair.match_b, "w": winner})
+        return pair
+
+    # -- reading -----------------------------------------------------------------------------
+    def tallies(self) -> dict[str, tuple[int, int]]:
+        """``{system: (dope votes, all votes)}``."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT system, SUM(CASE WHEN verdict = 'dope' THEN 1 ELSE 0 END), COUNT(*) "
+                                        "FROM votes GROUP BY system")).all()
+        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
+    def duel_outcomes(self) -> list[tuple[str, str, str]]:
+        """``[(system_a, system_b, winner)]`` of every duel."""
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text("SELECT system_a, system_b, winner FROM duels"))]
+
+    def count_votes(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT COUNT(*) FROM votes")).scalar())
+
+    def iter_votes(self) -> Iterator[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            for kind, sql in (("single", "SELECT pair_id, voted_at, session, system, query_item, match_item, verdict "
+                                         "FROM votes ORDER BY voted_at"),
+                              ("duel", "SELECT pair_id, voted_at, session, system_a, match_a, system_b, match_b, "
+                                       "query_item, winner FROM duels ORDER BY voted_at")):
+                for row in conn.execute(sa.text(sql)):
+                    yield {"kind": kind, **row._asdict()}
+
+    def export_jsonl(self) -> str:
+        return "".join(json.dumps(v) + "\n" for v in self.iter_votes())
+
+    def export_csv(self) -> str:
+        fields = ["kind", "pair_id", "voted_at", "session", "query_item", "system", "match_item", "verdict",
+                  "system_a", "match_a", "system_b", "match_b", "winner"]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        for vote in self.iter_votes():
+            writer.writerow(vote)
+        return buffer.getvalue()
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,229 @@
+"""The web app through FastAPI's TestClient: every route, every bad input (a clear 4xx, never a 500)."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from lookalike.catalogue import import_catalogue
+from lookalike.demo import BUNDLED_SAMPLE
+from lookalike.extractors import create_extractor
+from lookalike.features import extract_features
+from lookalike.web import Settings, create_app
+from lookalike.web.leaderboard import bradley_terry, duel_table, wilson_interval
+from lookalike.web.votes import VoteStore
+from lookalike.workspace import Workspace
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    ws = Workspace(tmp_path_factory.mktemp("web") / "ws")
+    import_catalogue(ws.catalogue, "fashion-mnist", BUNDLED_SAMPLE, limit=200, seed=0, image_dir=ws.images_dir)
+    extract_features(ws.catalogue, create_extractor("pixels"), ws.feature_store("pixels"), progress=False)
+    return ws
+
+
+@pytest.fixture
+def client(ws, tmp_path):
+    app = create_app(ws, Settings(db_url=f"sqlite:///{tmp_path / 'votes.sqlite'}", secret="test-secret",
+                                  max_upload_bytes=200_000, vote_burst=1000, votes_per_second=1000))
+    with TestClient(app) as c:
+        yield c
+
+
+def png_bytes(size=(40, 30), colour=(200, 30, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_pages_and_assets_are_served_locally(client):
+    for path in ("/", "/game", "/duel", "/leaderboard", "/map", "/static/app.js", "/static/style.css", "/docs",
+                 "/openapi.json"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+    assert "pixels/l2" in client.get("/").text
+    for path in ("/", "/game", "/duel", "/leaderboard", "/map", "/static/app.js"):
+        text = client.get(path).text
+        assert "https://" not in text and "http://" not in text, f"{path} loads something from elsewhere"
+    assert "/api/search" in client.get("/openapi.json").json()["paths"]
+    assert "lookalike_session" in client.cookies
+
+
+def test_search_by_upload_and_by_item(client, ws):
+    response = client.post("/api/search", data={"system": "pixels/l1", "k": "5", "box": "0,0,20,20"},
+                           files={"file": ("photo.jpg", png_bytes(), "image/jpeg")})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["system"] == "pixels/l1" and len(body["results"]) == 5 and body["query"]["box"] == [0, 0, 20, 20]
+    first = body["results"][0]
+    assert client.get(first["image_url"]).headers["content-type"] == "image/png"
+    by_item = client.get("/api/search/item", params={"item_id": first["item_id"], "system": "pixels/hamming", "k": 3})
+    assert by_item.status_code == 200
+    assert first["item_id"] not in [r["item_id"] for r in by_item.json()["results"]]
+
+
+@pytest.mark.parametrize("case, status, message", [
+    ("not an image", 422, "not an image"),
+    ("too large", 413, "larger than"),
+    ("empty", 422, "empty"),
+    ("bad box", 422, "box"),
+    ("unknown system", 422, "unknown system"),
+    ("bad k", 422, "k must be"),
+    ("bomb", 422, "bomb"),
+])
+def test_bad_uploads_get_a_clear_4xx(client, case, status, message):
+    data, content = {"system": "pixels/l2"}, png_bytes()
+    if case == "not an image":
+        content = b"#!/bin/sh\necho pwned\n"
+    elif case == "too large":
+        content = b"\xff" * 300_000
+    elif case == "empty":
+        content = b""
+    elif case == "bad box":
+        data["box"] = "10,10,5"
+    elif case == "unknown system":
+        data["system"] = "resnet/cosine"
+    elif case == "bad k":
+        data["k"] = "0"
+    elif case == "bomb":
+        buffer = io.BytesIO()
+        Image.new("1", (12_000, 12_000)).save(buffer, format="PNG")
+        content = buffer.getvalue()
+    response = client.post("/api/search", data=data, files={"file": ("x.png", content, "image/png")})
+    assert response.status_code == status, response.text
+    assert message in json.dumps(response.json()).lower()
+
+
+def test_no_path_traversal_through_urls(client):
+    for path in ("/items/..%2F..%2Fcatalogue.sqlite/image", "/items/../../etc/passwd/image",
+                 "/static/../votes.sqlite", "/static/..%2F..%2Fweb-secret", "/api/map/..%2F..%2Fetc/atlas.png",
+                 "/api/map/pixels"):
+        response = client.get(path)
+        assert response.status_code in (404, 409), (path, response.status_code)
+        assert b"SQLite" not in response.content and b"root:" not in response.content
+
+
+def test_game_round_trip_and_leaderboard(client):
+    systems = set(client.get("/api/systems").json()["systems"])
+    assert systems == {"pixels/l1", "pixels/l2", "pixels/hamming"}
+    seen = []
+    for n in range(12):
+        pair = client.get("/api/game/pair").json()
+        assert set(pair) == {"token", "query", "match"}  # the system is not revealed before the vote
+        assert "pixels" not in json.dumps(pair["query"]) + json.dumps(pair["match"]).replace(pair["match"]["item_id"], "")
+        verdict = "dope" if n % 3 else "nope"
+        vote = client.post("/api/game/vote", json={"token": pair["token"], "verdict": verdict})
+        assert vote.status_code == 200 and vote.json()["system"] in systems
+        seen.append(vote.json()["system"])
+    board = client.get("/api/leaderboard").json()
+    assert sum(r["votes"] for r in board["approval"]) == 12 == board["votes"]
+    for row in board["approval"]:
+        assert row["ci_low"] <= row["rate"] <= row["ci_high"]
+    rates = [r["rate"] for r in board["approval"] if r["votes"]]
+    assert rates == sorted(rates, reverse=True)
+    csv_lines = client.get("/api/votes.csv").text.strip().splitlines()
+    assert len(csv_lines) == 13 and csv_lines[0].startswith("kind,pair_id")
+    jsonl = [json.loads(line) for line in client.get("/api/votes.jsonl").text.splitlines()]
+    assert len(jsonl) == 12 and {v["system"] for v in jsonl} == set(seen)
+
+
+def test_votes_cannot_be_forged_replayed_or_stolen(client, ws, tmp_path):
+    pair = client.get("/api/game/pair").json()
+    token = pair["token"]
+    assert client.post("/api/game/vote", json={"token": token + "x", "verdict": "dope"}).status_code == 403
+    assert client.post("/api/game/vote", json={"token": "abc.def", "verdict": "dope"}).status_code == 403
+    assert client.post("/api/game/vote", json={"token": token, "verdict": "maybe"}).status_code == 422
+    assert client.post("/api/game/vote", json={"verdict": "dope"}).status_code == 422
+    # another session (another browser) cannot use this session's pair
+    app = client.app
+    with TestClient(app) as other:
+        other.get("/")
+        assert other.post("/api/game/vote", json={"token": token, "verdict": "dope"}).status_code == 403
+    assert client.post("/api/game/vote", json={"token": token, "verdict": "dope"}).status_code == 200
+    again = client.post("/api/game/vote", json={"token": token, "verdict": "nope"})
+    assert again.status_code == 409 and "already" in again.json()["detail"]
+    # a duel token is not a game token
+    duel = client.get("/api/duel/pair").json()
+    assert client.post("/api/game/vote", json={"token": duel["token"], "verdict": "dope"}).status_code == 403
+    # a forged cookie is replaced by a fresh session, which does not own the pair
+    with TestClient(app, cookies={"lookalike_session": "attacker.0000"}) as forged:
+        assert forged.post("/api/duel/vote", json={"token": duel["token"], "winner": "a"}).status_code == 403
+    assert client.post("/api/duel/vote", json={"token": duel["token"], "winner": "a"}).status_code == 200
+
+
+def test_concurrent_votes_on_one_pair_count_once(client):
+    pair = client.get("/api/game/pair").json()
+    results = []
+
+    def vote():
+        results.append(client.post("/api/game/vote", json={"token": pair["token"], "verdict": "dope"}).status_code)
+
+    threads = [threading.Thread(target=vote) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [200] + [409] * 7
+    assert client.get("/api/leaderboard").json()["votes"] == 1
+
+
+def test_rate_limit(ws, tmp_path):
+    app = create_app(ws, Settings(db_url=f"sqlite:///{tmp_path / 'v.sqlite'}", secret="s", vote_burst=3,
+                                  votes_per_second=0.001))
+    with TestClient(app) as c:
+        codes = []
+        for _ in range(5):
+            pair = c.get("/api/game/pair").json()
+            codes.append(c.post("/api/game/vote", json={"token": pair["token"], "verdict": "dope"}).status_code)
+        assert codes == [200, 200, 200, 429, 429]
+
+
+def test_duels_rank_with_bradley_terry(client):
+    for n in range(10):
+        duel = client.get("/api/duel/pair").json()
+        assert set(duel) == {"token", "query", "a", "b"} and duel["a"]["item_id"] != duel["b"]["item_id"]
+        r = client.post("/api/duel/vote", json={"token": duel["token"], "winner": "a" if n % 2 else "b"})
+        assert r.status_code == 200 and r.json()["a"] != r.json()["b"]
+    assert client.post("/api/duel/vote", json={"token": duel["token"], "winner": "c"}).status_code == 422
+    rows = client.get("/api/leaderboard").json()["duels"]
+    assert sum(r["duels"] for r in rows) == 20 and sum(r["wins"] for r in rows) == 10
+    for row in rows:
+        assert row["ci_low"] <= row["strength"] + 1e-9 and row["strength"] <= row["ci_high"] + 1e-9
+
+
+def test_wilson_and_bradley_terry_against_known_values():
+    low, high = wilson_interval(8, 10)  # textbook: 0.490 - 0.943
+    assert low == pytest.approx(0.4902, abs=1e-3) and high == pytest.approx(0.9433, abs=1e-3)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    # A beats B 3:1 -> BT odds 3 (log 1.0986) without a prior
+    strengths = bradley_terry([("A", "B", "a")] * 3 + [("A", "B", "b")], prior=0.0, iterations=500)
+    assert strengths["A"] - strengths["B"] == pytest.approx(1.0986, abs=1e-3)
+    rows = duel_table([("A", "B", "a")] * 8 + [("B", "C", "a")] * 8 + [("A", "C", "b")], bootstrap=50)
+    assert [r.system for r in rows] == ["A", "B", "C"]
+
+
+def test_vote_store_migrations_are_recorded_and_idempotent(tmp_path):
+    url = f"sqlite:///{tmp_path / 'votes.sqlite'}"
+    store = VoteStore(url)
+    assert store.schema_version() == 2
+    assert VoteStore(url).migrate() == []  # nothing left to apply
+    with pytest.raises(Exception, match="database URL"):
+        VoteStore("votes.sqlite")
+
+
+def test_map_route(ws, client):
+    from lookalike.mapping import make_map
+
+    data = make_map(ws, "pixels", sample=60, seed=0, log=lambda _line: None)
+    assert 0.5 < data["trustworthiness"] <= 1 and len(data["points"]) == 60
+    body = client.get("/api/map/pixels").json()
+    assert body["model"] == "pixels" and len(body["points"]) == 60
+    assert client.get("/api/map/pixels/atlas.png").headers["content-type"] == "image/png"
+    assert (ws.root / "maps" / "pixels" / "map.png").is_file()
+    assert "pixels" in client.get("/map").text
