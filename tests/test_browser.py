@@ -1,0 +1,141 @@
+"""End to end in a real browser: Playwright driving Debian's chromium against a live local server.
+
+Screenshots are saved under ``$LOOKALIKE_ARTIFACTS`` (default ``test-artifacts/``) for people to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lookalike.catalogue import import_catalogue
+from lookalike.demo import BUNDLED_SAMPLE
+from lookalike.extractors import create_extractor
+from lookalike.features import extract_features
+from lookalike.mapping import make_map
+from lookalike.workspace import Workspace
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(os.environ.get("LOOKALIKE_ARTIFACTS", "test-artifacts"))
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"),
+    reason="Debian's chromium is not installed (scripts/setup.sh installs it when run as root)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import uvicorn
+
+    from lookalike.web import Settings, create_app
+
+    ws = Workspace(tmp_path_factory.mktemp("browser") / "ws")
+    import_catalogue(ws.catalogue, "fashion-mnist", BUNDLED_SAMPLE, limit=200, seed=0, image_dir=ws.images_dir)
+    extract_features(ws.catalogue, create_extractor("pixels"), ws.feature_store("pixels"), progress=False)
+    make_map(ws, "pixels", sample=80, log=lambda _line: None)
+    app = create_app(ws, Settings(secret="browser-test"))
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "the server did not start"
+    yield f"http://127.0.0.1:{port}", ws, app
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM, "chromium is required in CI: install it with apt-get install chromium"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        context = browser.new_context(viewport={"width": 1200, "height": 900})
+        pg = context.new_page()
+        errors: list[str] = []
+        pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        pg.errors = errors
+        yield pg
+        browser.close()
+
+
+def test_upload_a_photo_and_see_results(server, page, photo_paths):
+    base, _ws, _app = server
+    page.goto(base + "/")
+    page.set_input_files("#file", str(photo_paths["chelsea"]))
+    page.wait_for_selector(".result img")
+    assert page.locator(".result").count() == 12
+    assert "matches under" in page.inner_text("#status")
+    page.screenshot(path=str(ARTIFACTS / "search.png"), full_page=True)
+    first = page.locator(".result").first.get_attribute("data-item-id")
+    page.locator(".result").first.click()  # clicking a result searches from it
+    page.wait_for_function("document.querySelector('#status').textContent.includes('matches for')")
+    assert first in page.inner_text("#status")
+    assert not page.errors
+
+
+def test_ten_rounds_of_dope_or_nope_with_keys_and_buttons(server, page):
+    base, _ws, app = server
+    store = app.state.lookalike.votes
+    before = store.count_votes()
+    page.goto(base + "/game")
+    page.wait_for_function("document.querySelector('#match').complete && document.querySelector('#match').src")
+    for n in range(10):
+        match_src = page.get_attribute("#match", "src")
+        if n % 4 == 0:
+            page.keyboard.press("ArrowRight")
+        elif n % 4 == 1:
+            page.keyboard.press("ArrowLeft")
+        elif n % 4 == 2:
+            page.click("#dope")
+        else:
+            page.click("#nope")
+        page.wait_for_function(f"document.querySelector('#count').textContent === '{n + 1}'")
+        page.wait_for_function(f"document.querySelector('#match').getAttribute('src') !== {match_src!r}"
+                               " || document.querySelector('#count').textContent === '10'")
+        assert "that was pixels/" in page.inner_text("#reveal")  # revealed only after the vote
+        if n == 4:
+            page.screenshot(path=str(ARTIFACTS / "game.png"), full_page=True)
+    assert store.count_votes() - before == 10
+    page.goto(base + "/leaderboard")
+    page.wait_for_selector("#approval tbody tr")
+    rows = page.locator("#approval tbody tr")
+    assert rows.count() == 3
+    total = sum(int(rows.nth(i).locator("td").nth(2).inner_text()) for i in range(3))
+    assert total == store.count_votes()
+    page.screenshot(path=str(ARTIFACTS / "leaderboard.png"), full_page=True)
+    assert not page.errors
+
+
+def test_head_to_head_and_map_pages(server, page):
+    base, _ws, app = server
+    page.goto(base + "/duel")
+    page.wait_for_function("document.querySelector('#b').src")
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function("document.querySelector('#count').textContent === '1'")
+    page.click("#pick-b")
+    page.wait_for_function("document.querySelector('#count').textContent === '2'")
+    assert len(app.state.lookalike.votes.duel_outcomes()) == 2
+    page.goto(base + "/map")
+    page.wait_for_function("document.querySelector('#map-info').textContent.includes('trustworthiness')")
+    page.mouse.wheel(0, -300)
+    page.screenshot(path=str(ARTIFACTS / "map.png"), full_page=True)
+    assert not page.errors
