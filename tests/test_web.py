@@ -211,8 +211,11 @@ def test_wilson_and_bradley_terry_against_known_values():
 def test_vote_store_migrations_are_recorded_and_idempotent(tmp_path):
     url = f"sqlite:///{tmp_path / 'votes.sqlite'}"
     store = VoteStore(url)
+    again = VoteStore(url)
     assert store.schema_version() == 2
-    assert VoteStore(url).migrate() == []  # nothing left to apply
+    assert again.migrate() == []  # nothing left to apply
+    store.close()
+    again.close()
     with pytest.raises(Exception, match="database URL"):
         VoteStore("votes.sqlite")
 

@@ -189,8 +189,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .workspace import Workspace
 
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
-    run_demo(Workspace(args.workspace), limit=args.limit, seed=args.seed, models=models)
-    return 0
+    ws = Workspace(args.workspace)
+    run_demo(ws, limit=args.limit, seed=args.seed, models=models)
+    if args.no_serve:
+        return 0
+    from .mapping import make_map
+
+    print(f"== 6. map of {models[-1]} (t-SNE)")
+    make_map(ws, models[-1], sample=min(1000, len(ws.catalogue)), seed=args.seed)
+    print("== 7. the web app: search by photo, map, Dope or Nope, leaderboard (Ctrl-C stops it)")
+    args.workspace, args.db, args.secret, args.systems, args.max_upload_mb = ws.root, None, None, None, 10
+    args.secure_cookies, args.log_level = False, "warning"
+    return cmd_serve(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -311,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=5000, help="items to import (default 5000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--models", default="pixels,efficientnet-lite0", help="comma-separated extractors")
+    p.add_argument("--no-serve", action="store_true", help="stop after the evaluation instead of starting the app")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
     return parser
 
 

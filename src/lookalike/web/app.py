@@ -6,6 +6,7 @@ server-rendered HTML with a little plain JS; every asset is served by the app (n
 
 from __future__ import annotations
 
+import contextlib
 import html
 import io
 import json
@@ -133,7 +134,13 @@ def page(name: str, title: str, **values: str) -> HTMLResponse:
 def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAPI:
     """The Lookalike web app for one workspace."""
     state = App(workspace, settings or Settings())
-    app = FastAPI(title="Lookalike", version="1", description="Visual item search: search by photo, the "
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        state.votes.close()
+
+    app = FastAPI(title="Lookalike", version="1", lifespan=lifespan, description="Visual item search: search by photo, the "
                   "catalogue map, and the Dope-or-Nope game that ranks search systems from people's votes.")
     app.state.lookalike = state
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
