@@ -181,3 +181,33 @@ def test_finetune_last_block_changes_only_that_block(tmp_path):
 
     vectors = model.embed([Image.new("RGB", (28, 28), "white"), Image.new("RGB", (28, 28), "black")])
     assert vectors.shape == (2, 16) and np.isfinite(vectors).all()
+
+
+def test_conv_head_with_augmentation_on_pixels(ws):
+    config = TrainConfig(backbone="pixels", name="pixels-cnn", hidden=64, epochs=2, batch_size=64, head="conv",
+                         augment=True, input_dropout=0.0)
+    result = train(ws, config, progress=False, log=quiet)
+    assert result.best_val_acc > 0.3
+    model = create_extractor("pixels-cnn")
+    assert "CNN" in model.config.architecture
+    extract_features(ws.catalogue, model, ws.feature_store("pixels-cnn"), progress=False,
+                     backbone_store=ws.feature_store("pixels"))
+    ids, from_store = ws.feature_store("pixels-cnn").load()
+    from lookalike.images import load_image
+
+    images = [load_image(ws.catalogue.resolve(ws.catalogue.get(i).path)) for i in ids[:10]]
+    np.testing.assert_allclose(model.embed(images), from_store[:10], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ConfigError, match="image"):
+        train(ws, TrainConfig(backbone="efficientnet-lite0", name="x-cnn", head="conv", epochs=1), log=quiet)
+
+
+def test_augmentation_flips_and_shifts_images():
+    shape = (1, 1, 8)
+    x = torch.arange(8, dtype=torch.float32).reshape(1, 8).repeat(64, 1)
+    flips = trainer_module._augment_images(x, shape, np.random.default_rng(0), shift=0)
+    mirrored = [bool(torch.equal(row, x[0].flip(0))) for row in flips]
+    assert all(m or torch.equal(row, x[0]) for m, row in zip(mirrored, flips))
+    assert 10 < sum(mirrored) < 54  # about half
+    shifted = trainer_module._augment_images(x, shape, np.random.default_rng(3), shift=2)
+    assert set(shifted.unique().tolist()) <= set(range(8))
+    assert any(not torch.equal(row, x[0]) and not torch.equal(row, x[0].flip(0)) for row in shifted)

@@ -156,7 +156,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                          top_categories=args.top_categories, epochs=args.epochs, batch_size=args.batch_size,
                          lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout,
                          input_dropout=args.input_dropout, label_smoothing=args.label_smoothing,
-                         holdout_split=args.holdout_split, finetune_blocks=args.finetune_blocks, seed=args.seed)
+                         holdout_split=args.holdout_split, finetune_blocks=args.finetune_blocks, head=args.head,
+                         augment=args.augment, seed=args.seed)
     result = train(_workspace(args), config, device=args.device, overwrite=args.overwrite)
     print("\n".join(result.lines()))
     return 0
@@ -292,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout-split", default="test", help="split never used for training (default test)")
     p.add_argument("--finetune-blocks", type=int, default=0, metavar="N",
                    help="also train the backbone's last N blocks on the images (slow; meant for a GPU)")
+    p.add_argument("--head", choices=["mlp", "conv"], default="mlp",
+                   help="mlp: the dense layer on the vectors (default); conv: a small CNN first, for image-shaped "
+                        "vectors (pixels)")
+    p.add_argument("--augment", action="store_true",
+                   help="random flips and 2-pixel shifts of image-shaped vectors (pixels) while training")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="discard a model of that name and train anew")

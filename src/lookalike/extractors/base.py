@@ -95,6 +95,8 @@ class Extractor(ABC):
     """Base class. Subclasses implement ``build_torch`` and ``weights_checksum``."""
 
     config: ExtractorConfig
+    #: ``(C, H, W)`` when the feature vector is a flattened image (lets a conv head train on it)
+    feature_shape: tuple[int, int, int] | None = None
 
     def __init__(self, config: ExtractorConfig):
         self.config = config

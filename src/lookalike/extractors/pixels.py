@@ -14,6 +14,8 @@ PIXELS_SIZE = 32
 class PixelsExtractor(Extractor):
     """Raw pixels of the image letterboxed to 32x32 RGB, centred on 0 (3,072-d)."""
 
+    feature_shape = (3, PIXELS_SIZE, PIXELS_SIZE)
+
     def __init__(self, **_: object):
         super().__init__(ExtractorConfig(
             name="pixels", architecture="identity", layer="pixels", dim=3 * PIXELS_SIZE * PIXELS_SIZE,

@@ -31,7 +31,9 @@ class TrainedExtractor(Extractor):
         self.finetuned = cfg["finetune_blocks"] > 0
         top = f", top {cfg['top_categories']} categories" if cfg["top_categories"] else ""
         super().__init__(ExtractorConfig(
-            name=cfg["name"], architecture=f"{cfg['backbone']} + dense {cfg['hidden']} + softmax",
+            name=cfg["name"],
+            architecture=f"{cfg['backbone']} + {'CNN + ' if cfg.get('head') == 'conv' else ''}dense {cfg['hidden']}"
+                         " + softmax",
             layer=f"hidden layer ({cfg['hidden']} units, ReLU)", dim=cfg["hidden"],
             preprocess=self.backbone.config.preprocess,
             weights=f"trained in this workspace on {len(saved['categories'])} categories{top} "
@@ -54,10 +56,11 @@ class TrainedExtractor(Extractor):
     def head(self):
         import torch
 
-        from ..training.heads import EmbeddingHead
+        from ..training.heads import build_head
 
         cfg = self.saved["config"]
-        head = EmbeddingHead(self.saved["in_dim"], cfg["hidden"], len(self.saved["categories"]))
+        head = build_head(cfg.get("head", "mlp"), self.saved["in_dim"], cfg["hidden"], len(self.saved["categories"]),
+                          in_shape=self.backbone.feature_shape)
         head.load_state_dict(torch.load(self.directory / "head.pt", map_location="cpu", weights_only=True))
         return head.eval()
 

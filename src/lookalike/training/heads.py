@@ -23,8 +23,10 @@ class EmbeddingHead(nn.Module):
         self.classifier = nn.Linear(hidden, classes)
 
     def set_standardisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-dimension statistics of the training vectors; near-constant dimensions (an image's
+        always-black corner) get a floor of a tenth of the median spread, so they cannot explode."""
         self.mean.copy_(mean)
-        self.std.copy_(std.clamp_min(1e-6))
+        self.std.copy_(std.clamp_min(max(float(std.median()) * 0.1, 1e-6)))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The hidden layer's activations: the trained model's feature vector."""
@@ -56,3 +58,47 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
+
+
+class ConvEmbeddingHead(EmbeddingHead):
+    """For backbones whose vectors are images (``pixels``): a small CNN, then the dense hidden layer.
+
+    ``(x - mean) / std -> reshape (C, H, W) -> [conv-BN-ReLU, max-pool] x 3 -> Linear -> ReLU -> Dropout
+    -> Linear``. The dense layer's ReLU output is the feature vector, as in ``EmbeddingHead``.
+    """
+
+    def __init__(self, in_shape: tuple[int, int, int], hidden: int, classes: int, *, dropout: float = 0.5,
+                 input_dropout: float = 0.0, widths: tuple[int, ...] = (32, 64, 128)):
+        channels, height, width = in_shape
+        super().__init__(channels * height * width, hidden, classes, dropout=dropout, input_dropout=input_dropout)
+        self.in_shape = tuple(in_shape)
+        layers: list[nn.Module] = []
+        c = channels
+        for w in widths:
+            layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+                       nn.MaxPool2d(2)]
+            c = w
+        self.convs = nn.Sequential(*layers)
+        scale = 2 ** len(widths)
+        self.hidden = nn.Linear(c * (height // scale) * (width // scale), hidden)
+
+    def set_standardisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """One mean and spread for the whole image (per-pixel statistics would distort shapes)."""
+        self.mean.fill_(float(mean.mean()))
+        self.std.fill_(max(float(std.mean()), 1e-6))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        x = ((x - self.mean) / self.std).reshape(-1, *self.in_shape)
+        return torch.relu(self.hidden(self.input_dropout(torch.flatten(self.convs(x), 1))))
+
+
+def build_head(kind: str, in_dim: int, hidden: int, classes: int, *, dropout: float = 0.5,
+               input_dropout: float = 0.0, in_shape: tuple[int, int, int] | None = None) -> EmbeddingHead:
+    """``mlp``: the post's dense layer on any vector; ``conv``: a CNN first, for image-shaped vectors."""
+    if kind == "mlp":
+        return EmbeddingHead(in_dim, hidden, classes, dropout=dropout, input_dropout=input_dropout)
+    if kind == "conv":
+        if in_shape is None:
+            raise ValueError("a conv head needs a backbone whose vectors are images (e.g. pixels)")
+        return ConvEmbeddingHead(tuple(in_shape), hidden, classes, dropout=dropout, input_dropout=input_dropout)
+    raise ValueError(f"unknown head {kind!r}; choose mlp or conv")

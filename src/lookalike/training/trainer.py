@@ -19,7 +19,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,6 +51,8 @@ class TrainConfig:
     val_fraction: float = 0.1
     holdout_split: str = "test"
     finetune_blocks: int = 0
+    head: str = "mlp"
+    augment: bool = False
     seed: int = 0
 
     def check(self) -> None:
@@ -70,6 +72,10 @@ class TrainConfig:
             raise ConfigError(f"--top-categories must be at least 2, got {self.top_categories}")
         if not 0 < self.val_fraction < 0.5:
             raise ConfigError(f"the validation fraction must be in (0, 0.5), got {self.val_fraction}")
+        if self.head not in ("mlp", "conv"):
+            raise ConfigError(f"--head must be mlp or conv, got {self.head!r}")
+        if self.head == "conv" and self.finetune_blocks:
+            raise ConfigError("--head conv trains on stored image-shaped vectors; it does not fine-tune a backbone")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"--lr must be a positive number, got {self.lr}")
 
@@ -155,12 +161,14 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
     import torch
 
     from ..extractors import create_extractor
-    from .heads import EmbeddingHead
+    from .heads import build_head
 
     config.check()
     directory = workspace.models_dir / config.name
     saved = _read_model_file(directory)
     if saved is not None and not overwrite:
+        defaults = {f.name: f.default for f in fields(TrainConfig)}
+        saved["config"] = {**defaults, **saved["config"]}  # settings added since it was trained
         if saved["config"] != asdict(config):
             changed = sorted(k for k, v in asdict(config).items() if saved["config"].get(k) != v)
             raise ConfigError(f"model {config.name!r} exists with other settings ({', '.join(changed)}); "
@@ -177,6 +185,10 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
     dev = resolve_device(device)
     torch.manual_seed(config.seed)
     backbone = create_extractor(config.backbone)
+    shape = backbone.feature_shape
+    if (config.head == "conv" or config.augment) and not config.finetune_blocks and shape is None:
+        raise ConfigError(f"--head conv and --augment need a backbone whose vectors are images (pixels); "
+                          f"{config.backbone}'s are not")
     if config.finetune_blocks:
         store = workspace.feature_store(config.backbone)  # its ids are the items with readable images
         readable = set(store.load()[0].tolist()) if store.exists() else None
@@ -191,12 +203,12 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
     y_train = torch.tensor([label_of[labels[i]] for i in train_ids])
     y_val = torch.tensor([label_of[labels[i]] for i in val_ids])
 
-    head = EmbeddingHead(in_dim, config.hidden, len(categories), dropout=config.dropout,
-                         input_dropout=config.input_dropout)
+    head = build_head(config.head, in_dim, config.hidden, len(categories), dropout=config.dropout,
+                      input_dropout=config.input_dropout, in_shape=shape)
     if config.finetune_blocks:
         data = _ImageData(workspace, backbone, config, train_ids, val_ids, dev)
     else:
-        data = _VectorData(store, train_ids, val_ids)
+        data = _VectorData(store, train_ids, val_ids, shape if config.augment else None)
         head.set_standardisation(*data.statistics())
     model = data.model(head).to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -283,6 +295,19 @@ def _loss(loss_fn, logits, y):
     return loss_fn(logits, y)
 
 
+def _augment_images(x, shape, rng: np.random.Generator, shift: int = 2):
+    """Image-shaped vectors: random horizontal flips and shifts of up to ``shift`` pixels (edge padded)."""
+    import torch
+
+    images = x.reshape(-1, *shape)
+    flip = torch.from_numpy(rng.random(len(images)) < 0.5)
+    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    padded = torch.nn.functional.pad(images, (shift, shift, shift, shift), mode="replicate")
+    dx, dy = rng.integers(0, 2 * shift + 1, size=2)
+    h, w = shape[1], shape[2]
+    return padded[:, :, dy : dy + h, dx : dx + w].reshape(len(images), -1)
+
+
 def _validate(model, data, y_val, loss_fn, dev) -> tuple[float, float]:
     import torch
 
@@ -329,11 +354,12 @@ class _VectorData:
 
     val_chunk = 4096
 
-    def __init__(self, store, train_ids: list[str], val_ids: list[str]):
+    def __init__(self, store, train_ids: list[str], val_ids: list[str], augment_shape=None):
         import torch
 
         self.x_train = torch.from_numpy(store.vectors_for(train_ids).copy())
         self.x_val = torch.from_numpy(store.vectors_for(val_ids).copy())
+        self.augment_shape = augment_shape
 
     def statistics(self):
         return self.x_train.mean(0), self.x_train.std(0)
@@ -345,7 +371,10 @@ class _VectorData:
         pass
 
     def train_batch(self, batch: np.ndarray, rng: np.random.Generator):
-        return self.x_train[batch]
+        x = self.x_train[batch]
+        if self.augment_shape is None:
+            return x
+        return _augment_images(x, self.augment_shape, rng)
 
     def val_batch(self, idx: np.ndarray):
         return self.x_val[idx]
