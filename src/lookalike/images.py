@@ -16,6 +16,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
+try:  # HEIC / HEIF phone photos, when the optional pillow-heif package is installed
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+except ImportError:  # pragma: no cover - optional
+    pass
+
 #: Largest image (in pixels) decoded; larger ones are refused as likely decompression bombs.
 MAX_IMAGE_PIXELS = 64_000_000
 
