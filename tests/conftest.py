@@ -80,3 +80,12 @@ def make_bad_images(folder: Path) -> dict[str, Path]:
 @pytest.fixture
 def bad_images(tmp_path) -> dict[str, Path]:
     return make_bad_images(tmp_path / "bad")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (for servers started by tests)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import free_port
 
 from lookalike.catalogue import import_catalogue
 from lookalike.demo import BUNDLED_SAMPLE
@@ -27,12 +28,6 @@ ARTIFACTS = Path(os.environ.get("LOOKALIKE_ARTIFACTS", "test-artifacts"))
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None and not os.environ.get("CI"),
     reason="Debian's chromium is not installed (scripts/setup.sh installs it when run as root)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

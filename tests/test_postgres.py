@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -13,16 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+
 INITDB = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
 
 pytestmark = pytest.mark.skipif(not INITDB and not os.environ.get("CI"),
                                 reason="PostgreSQL is not installed (scripts/setup.sh installs it when run as root)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +29,7 @@ def postgres_url():
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
         shutil.chown(data, "postgres", "postgres")
         run_as = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
+    port = free_port()
     subprocess.run(run_as + [str(bindir / "initdb"), "-D", str(data), "-U", "lookalike", "--auth=trust"],
                    check=True, capture_output=True)
     subprocess.run(run_as + [str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"), "-o",

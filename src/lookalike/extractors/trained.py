@@ -67,12 +67,12 @@ class TrainedExtractor(Extractor):
     def build_torch(self):
         import torch
 
-        from ..training.heads import HiddenLayerOf
+        from ..training.heads import OnBackbone
 
         backbone = self.backbone.build_torch()
         if self.finetuned:
             backbone.load_state_dict(torch.load(self.directory / "backbone.pt", map_location="cpu", weights_only=True))
-        return HiddenLayerOf(backbone, self.head()).eval()
+        return OnBackbone(backbone, self.head()).eval()
 
     def trainable_blocks(self, module):
         return self.backbone.trainable_blocks(module.backbone)

@@ -36,28 +36,18 @@ class EmbeddingHead(nn.Module):
         return self.classifier(self.dropout(self.embed(x)))
 
 
-class HiddenLayerOf(nn.Module):
-    """Backbone followed by the head's hidden layer: images -> trained feature vectors (for ONNX)."""
+class OnBackbone(nn.Module):
+    """Backbone followed by a head: images -> hidden-layer features (for ONNX) or logits (fine-tuning)."""
 
-    def __init__(self, backbone: nn.Module, head: EmbeddingHead):
+    def __init__(self, backbone: nn.Module, head: EmbeddingHead, output: str = "features"):
         super().__init__()
         self.backbone = backbone
         self.head = head
+        self.output = output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head.embed(self.backbone(x))
-
-
-class Classifier(nn.Module):
-    """Backbone followed by the whole head: images -> logits (for fine-tuning)."""
-
-    def __init__(self, backbone: nn.Module, head: EmbeddingHead):
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+        features = self.backbone(x)
+        return self.head.embed(features) if self.output == "features" else self.head(features)
 
 
 class ConvEmbeddingHead(EmbeddingHead):

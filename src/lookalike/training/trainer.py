@@ -405,9 +405,9 @@ class _ImageData:
                 p.requires_grad_(True)
 
     def model(self, head):
-        from .heads import Classifier
+        from .heads import OnBackbone
 
-        return Classifier(self.module, head)
+        return OnBackbone(self.module, head, output="logits")
 
     def set_train_mode(self, model) -> None:
         for m in model.backbone.modules():  # frozen BN statistics: small batches must not move them

@@ -182,22 +182,23 @@ class VoteStore:
         """Record dope / nope for an issued single pair; returns the pair (revealing its system)."""
         if verdict not in ("dope", "nope"):
             raise VoteError("verdict must be 'dope' or 'nope'", 422)
-        with self.engine.begin() as conn:
-            pair = self._claim(conn, pair_id, session, "single")
-            conn.execute(sa.text("INSERT INTO votes VALUES (:p, :t, :s, :sys, :q, :m, :v)"),
-                         {"p": pair.id, "t": time.time(), "s": session, "sys": pair.system_a, "q": pair.query_item,
-                          "m": pair.match_a, "v": verdict})
-        return pair
+        return self._record(pair_id, session, "single", "INSERT INTO votes VALUES (:p, :t, :s, :sa, :q, :ma, :v)",
+                            verdict)
 
     def duel(self, pair_id: str, session: str, winner: str) -> Pair:
         """Record which of two systems' matches is better for an issued duel."""
         if winner not in ("a", "b"):
             raise VoteError("winner must be 'a' or 'b'", 422)
+        return self._record(pair_id, session, "duel",
+                            "INSERT INTO duels VALUES (:p, :t, :s, :q, :sa, :ma, :sb, :mb, :v)", winner)
+
+    def _record(self, pair_id: str, session: str, kind: str, insert: str, value: str) -> Pair:
+        """Claim the pair and insert its vote in one transaction: both happen, or neither."""
         with self.engine.begin() as conn:
-            pair = self._claim(conn, pair_id, session, "duel")
-            conn.execute(sa.text("INSERT INTO duels VALUES (:p, :t, :s, :q, :sa, :ma, :sb, :mb, :w)"),
-                         {"p": pair.id, "t": time.time(), "s": session, "q": pair.query_item, "sa": pair.system_a,
-                          "ma": pair.match_a, "sb": pair.system_b, "mb": pair.match_b, "w": winner})
+            pair = self._claim(conn, pair_id, session, kind)
+            conn.execute(sa.text(insert), {"p": pair.id, "t": time.time(), "s": session, "q": pair.query_item,
+                                           "sa": pair.system_a, "ma": pair.match_a, "sb": pair.system_b,
+                                           "mb": pair.match_b, "v": value})
         return pair
 
     # -- reading -----------------------------------------------------------------------------
