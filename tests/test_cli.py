@@ -140,3 +140,23 @@ def test_evaluate_command(ws, capsys):
     assert [r["metric"] for r in report["rows"]] == ["l1", "l2", "hamming"]
     code, _, err = run(capsys, "evaluate", "--models", "pixels", "-w", ws, "--subset", 10, "--queries", 30)
     assert code == 1 and "--queries 30 is larger than the subset of 10" in err
+
+
+def test_train_extract_evaluate_report_map_commands(ws, capsys, tmp_path):
+    code, out, _ = run(capsys, "train", "--backbone", "pixels", "--name", "cli-head", "--hidden", 32, "--epochs", 2,
+                       "--batch-size", 32, "-w", ws)
+    assert code == 0 and "epoch   2/2" in out and "best epoch" in out
+    code, out, _ = run(capsys, "models", "-w", ws)
+    assert code == 0 and "cli-head" in out and "trained in this workspace" in out
+    code, out, _ = run(capsys, "extract", "--model", "cli-head", "-w", ws)
+    assert code == 0 and "computed 120 vectors" in out
+    code, out, _ = run(capsys, "evaluate", "--models", "pixels,cli-head", "-w", ws, "--protocol", "held-out",
+                       "--subset", 80, "--queries", 10, "--report", tmp_path / "rep")
+    assert code == 0 and "cli-head" in out and "wrote" in out
+    assert {p.name for p in (tmp_path / "rep").iterdir()} == {"report.md", "report.json", "top1.png", "matches.png"}
+    code, out, _ = run(capsys, "map", "--model", "cli-head", "--sample", 50, "-w", ws)
+    assert code == 0 and "trustworthiness" in out
+    code, _, err = run(capsys, "train", "--backbone", "pixels", "--name", "cli-head", "--hidden", 64, "-w", ws)
+    assert code == 1 and "other settings" in err
+    code, out, _ = run(capsys, "extract", "--model", "pixels", "--split", "test", "--limit", 5, "-w", ws)
+    assert code == 0 and "computed 0 vectors" in out
