@@ -71,6 +71,7 @@ def test_search_by_upload_and_by_item(client, ws):
 @pytest.mark.parametrize("case, status, message", [
     ("not an image", 422, "not an image"),
     ("too large", 413, "larger than"),
+    ("a bit too large", 413, "larger than"),
     ("empty", 422, "empty"),
     ("bad box", 422, "box"),
     ("unknown system", 422, "unknown system"),
@@ -82,7 +83,9 @@ def test_bad_uploads_get_a_clear_4xx(client, case, status, message):
     if case == "not an image":
         content = b"#!/bin/sh\necho pwned\n"
     elif case == "too large":
-        content = b"\xff" * 300_000
+        content = b"\xff" * 300_000  # refused from its Content-Length, before parsing
+    elif case == "a bit too large":
+        content = b"\xff" * 210_000  # within the form allowance: refused after reading
     elif case == "empty":
         content = b""
     elif case == "bad box":

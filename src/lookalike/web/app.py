@@ -159,6 +159,18 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
     @app.middleware("http")
+    async def upload_limit(request: Request, call_next):
+        """Refuse oversized uploads before they are parsed (and spooled to a temporary file)."""
+        if request.method == "POST" and request.url.path == "/api/search":
+            length = request.headers.get("content-length")
+            if length is None or not length.isdigit():
+                return JSONResponse({"detail": "uploads need a Content-Length header"}, status_code=411)
+            if int(length) > state.settings.max_upload_bytes + 64 * 1024:  # room for the form fields
+                return JSONResponse({"detail": f"the upload is larger than {state.settings.max_upload_bytes:,} "
+                                               "bytes"}, status_code=413)
+        return await call_next(request)
+
+    @app.middleware("http")
     async def anonymous_session(request: Request, call_next):
         session = state.session_of(request)
         new = None
