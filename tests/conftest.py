@@ -89,3 +89,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _registry_restored():
+    """Models trained in a test module's workspaces register globally; forget them after the module."""
+    from lookalike.extractors import EXTRACTORS
+
+    saved = dict(EXTRACTORS._entries)
+    yield
+    EXTRACTORS._entries.clear()
+    EXTRACTORS._entries.update(saved)
