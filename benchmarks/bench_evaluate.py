@@ -29,7 +29,7 @@ class Synthetic(Extractor):
         super().__init__(ExtractorConfig("synthetic", "none", "none", dim, PreprocessConfig(8), "none"))
 
     def build_torch(self):
-        raise NotImplementedError
+        raise RuntimeError("synthetic vectors are written to the store directly; there is no network")
 
     def weights_checksum(self) -> str:
         return hashlib.sha256(b"synthetic").hexdigest()
