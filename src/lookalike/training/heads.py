@@ -25,6 +25,7 @@ class EmbeddingHead(nn.Module):
     def set_standardisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Per-dimension statistics of the training vectors; near-constant dimensions (an image's
         always-black corner) get a floor of a tenth of the median spread, so they cannot explode."""
+        std = torch.nan_to_num(std, nan=1.0)  # a single training item has no spread
         self.mean.copy_(mean)
         self.std.copy_(std.clamp_min(max(float(std.median()) * 0.1, 1e-6)))
 
@@ -74,8 +75,9 @@ class ConvEmbeddingHead(EmbeddingHead):
 
     def set_standardisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """One mean and spread for the whole image (per-pixel statistics would distort shapes)."""
+        spread = float(torch.nan_to_num(std, nan=1.0).mean())
         self.mean.fill_(float(mean.mean()))
-        self.std.fill_(max(float(std.mean()), 1e-6))
+        self.std.fill_(max(spread, 1e-6))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         x = ((x - self.mean) / self.std).reshape(-1, *self.in_shape)

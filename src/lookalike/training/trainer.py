@@ -207,6 +207,9 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
                       input_dropout=config.input_dropout, in_shape=shape)
     if config.finetune_blocks:
         data = _ImageData(workspace, backbone, config, train_ids, val_ids, dev)
+        if readable is not None:  # start from the frozen backbone's statistics
+            sample = torch.from_numpy(store.vectors_for(train_ids[:10000]).copy())
+            head.set_standardisation(sample.mean(0), sample.std(0))
     else:
         data = _VectorData(store, train_ids, val_ids, shape if config.augment else None)
         head.set_standardisation(*data.statistics())
