@@ -233,3 +233,13 @@ def test_map_route(ws, client):
     assert client.get("/api/map/pixels/atlas.png").headers["content-type"] == "image/png"
     assert (ws.root / "maps" / "pixels" / "map.png").is_file()
     assert "pixels" in client.get("/map").text
+
+
+def test_empty_workspace_answers_409_not_500(tmp_path):
+    empty = Workspace(tmp_path / "empty")
+    with TestClient(create_app(empty, Settings(secret="s"))) as c:
+        assert c.get("/").status_code == 200
+        for response in (c.get("/api/game/pair"), c.get("/api/duel/pair"),
+                         c.post("/api/search", files={"file": ("x.png", png_bytes(), "image/png")}),
+                         c.get("/api/search/item", params={"item_id": "x"})):
+            assert response.status_code == 409 and "extract" in response.json()["detail"]

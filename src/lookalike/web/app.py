@@ -218,6 +218,9 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
         return {"systems": state.systems, "items": len(workspace.catalogue)}
 
     def check_system(system: str) -> tuple[str, Metric]:
+        if not state.systems:
+            raise HTTPException(409, "no search systems: extract features first (lookalike extract --model NAME)")
+        system = system or state.systems[0]
         if system not in state.systems:
             raise HTTPException(422, f"unknown system {system!r}; choose one of: {', '.join(state.systems)}")
         return parse_system(system)
@@ -235,7 +238,7 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
                             ) -> dict[str, Any]:
         from ..images import parse_box
 
-        model, metric = check_system(system or state.systems[0])
+        model, metric = check_system(system)
         check_k(k)
         data = await file.read(state.settings.max_upload_bytes + 1)
         if len(data) > state.settings.max_upload_bytes:
@@ -248,7 +251,7 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
 
     @app.get("/api/search/item", summary="Search from a catalogue item (excluded from its own results)")
     def search_item(item_id: str, system: str = Query(""), k: int = 12) -> dict[str, Any]:
-        model, metric = check_system(system or state.systems[0])
+        model, metric = check_system(system)
         check_k(k)
         with state.lock:
             result = state.engine.search_item(item_id, model, metric, k)
@@ -278,6 +281,7 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
     @app.get("/api/game/pair", summary="A blind pair: a random item and its nearest match under a hidden system")
     def game_pair(request: Request) -> dict[str, Any]:
         session = session_id(request)
+        check_system("")
         system = random.choice(state.systems)
         model, _ = parse_system(system)
         query = random_query(model)
@@ -306,8 +310,10 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
 
     @app.get("/api/duel/pair", summary="Head to head: two hidden systems' matches for the same item")
     def duel_pair(request: Request) -> dict[str, Any]:
+        check_system("")
         if len(state.systems) < 2:
-            raise HTTPException(409, "head-to-head needs at least two systems")
+            raise HTTPException(409, "head-to-head needs at least two systems; extract features of another model "
+                                     "or serve more metrics")
         session = session_id(request)
         for _attempt in range(8):
             a, b = random.sample(state.systems, 2)
