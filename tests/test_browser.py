@@ -92,9 +92,9 @@ def test_ten_rounds_of_dope_or_nope_with_keys_and_buttons(server, page):
     store = app.state.lookalike.votes
     before = store.count_votes()
     page.goto(base + "/game")
-    page.wait_for_function("document.querySelector('#match').complete && document.querySelector('#match').src")
+    page.wait_for_function("document.querySelector('#card').dataset.pair")
     for n in range(10):
-        match_src = page.get_attribute("#match", "src")
+        shown = page.get_attribute("#card", "data-pair")
         if n % 4 == 0:
             page.keyboard.press("ArrowRight")
         elif n % 4 == 1:
@@ -104,8 +104,7 @@ def test_ten_rounds_of_dope_or_nope_with_keys_and_buttons(server, page):
         else:
             page.click("#nope")
         page.wait_for_function(f"document.querySelector('#count').textContent === '{n + 1}'")
-        page.wait_for_function(f"document.querySelector('#match').getAttribute('src') !== {match_src!r}"
-                               " || document.querySelector('#count').textContent === '10'")
+        page.wait_for_function(f"document.querySelector('#card').dataset.pair !== {shown!r}")  # the next pair
         assert "that was pixels/" in page.inner_text("#reveal")  # revealed only after the vote
         if n == 4:
             page.screenshot(path=str(ARTIFACTS / "game.png"), full_page=True)

@@ -108,6 +108,7 @@ function initGame() {
   }
   function show(pair) {
     current = pair;
+    $("card").dataset.pair = pair.token;  // which pair is on screen (tests wait on it)
     $("query").src = pair.query.image_url; $("match").src = pair.match.image_url;
     $("card").style.transform = "";
   }
