@@ -35,7 +35,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from .extractors import create_extractor, list_extractors
 
-    if args.workspace is not None or (Path.cwd() / "lookalike-workspace").is_dir():
+    from .workspace import default_workspace
+
+    if args.workspace is not None or default_workspace().is_dir():
         _workspace(args)  # registers the models trained in it
 
     infos = [create_extractor(name).info() for name in list_extractors(args.pattern)]
@@ -171,17 +173,23 @@ def cmd_map(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from .web import Settings, create_app
+    from .web import Settings
 
     systems = [s.strip() for s in args.systems.split(",") if s.strip()] if args.systems else None
-    app = create_app(_workspace(args), Settings(db_url=args.db, secret=args.secret, systems=systems,
-                                                max_upload_bytes=args.max_upload_mb * 1024 * 1024,
-                                                secure_cookies=args.secure_cookies))
-    print(f"Lookalike on http://{args.host}:{args.port}/  (systems: {', '.join(app.state.lookalike.systems)})",
-          flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return _serve(_workspace(args), Settings(db_url=args.db, secret=args.secret, systems=systems,
+                                             max_upload_bytes=args.max_upload_mb * 1024 * 1024,
+                                             secure_cookies=args.secure_cookies),
+                  args.host, args.port, args.log_level)
+
+
+def _serve(ws, settings, host: str, port: int, log_level: str) -> int:
+    import uvicorn
+
+    from .web import create_app
+
+    app = create_app(ws, settings)
+    print(f"Lookalike on http://{host}:{port}/  (systems: {', '.join(app.state.lookalike.systems)})", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
     return 0
 
 
@@ -199,9 +207,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"== 6. map of {models[-1]} (t-SNE)")
     make_map(ws, models[-1], sample=min(1000, len(ws.catalogue)), seed=args.seed)
     print("== 7. the web app: search by photo, map, Dope or Nope, leaderboard (Ctrl-C stops it)")
-    args.workspace, args.db, args.secret, args.systems, args.max_upload_mb = ws.root, None, None, None, 10
-    args.secure_cookies, args.log_level = False, "warning"
-    return cmd_serve(args)
+    from .web import Settings
+
+    return _serve(ws, Settings(), args.host, args.port, "warning")
 
 
 def build_parser() -> argparse.ArgumentParser:

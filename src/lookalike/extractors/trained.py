@@ -54,6 +54,12 @@ class TrainedExtractor(Extractor):
         return hashlib.sha256("/".join(parts).encode()).hexdigest()
 
     def head(self):
+        """The trained head in eval mode (loaded once per extractor)."""
+        if getattr(self, "_head", None) is None:
+            self._head = self._load_head()
+        return self._head
+
+    def _load_head(self):
         import torch
 
         from ..training.heads import build_head
