@@ -204,6 +204,12 @@ def test_wilson_and_bradley_terry_against_known_values():
     low, high = wilson_interval(8, 10)  # textbook: 0.490 - 0.943
     assert low == pytest.approx(0.4902, abs=1e-3) and high == pytest.approx(0.9433, abs=1e-3)
     assert wilson_interval(0, 0) == (0.0, 1.0)
+    # the interval holds the observed rate for every tally (CI once failed on 1.0 <= 0.9999999999999999)
+    for n in range(1, 60):
+        for k in range(n + 1):
+            low, high = wilson_interval(k, n)
+            assert 0.0 <= low <= k / n <= high <= 1.0, (k, n)
+    assert wilson_interval(4, 4)[1] == 1.0 and wilson_interval(0, 4)[0] == 0.0
     # A beats B 3:1 -> BT odds 3 (log 1.0986) without a prior
     strengths = bradley_terry([("A", "B", "a")] * 3 + [("A", "B", "b")], prior=0.0, iterations=500)
     assert strengths["A"] - strengths["B"] == pytest.approx(1.0986, abs=1e-3)
