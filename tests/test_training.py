@@ -201,6 +201,37 @@ def test_conv_head_with_augmentation_on_pixels(ws):
         train(ws, TrainConfig(backbone="efficientnet-lite0", name="x-cnn", head="conv", epochs=1), log=quiet)
 
 
+def test_cosface_conv_head_gives_unit_vectors_through_both_paths(ws):
+    config = TrainConfig(backbone="pixels", name="pixels-cosface", hidden=48, epochs=4, batch_size=32, head="conv",
+                         conv_depth=2, augment=True, input_dropout=0.0, label_smoothing=0.0, loss="cosface")
+    result = train(ws, config, progress=False, log=quiet)
+    assert result.best_val_acc > 0.3
+    model = create_extractor("pixels-cosface")
+    assert "L2-normalised" in model.config.layer
+    head = model.head()
+    assert head.classifier.bias is None and sum(isinstance(m, torch.nn.Conv2d) for m in head.convs) == 6
+    extract_features(ws.catalogue, model, ws.feature_store("pixels-cosface"), progress=False,
+                     backbone_store=ws.feature_store("pixels"))
+    ids, from_store = ws.feature_store("pixels-cosface").load()
+    np.testing.assert_allclose(np.linalg.norm(from_store, axis=1), 1.0, atol=1e-5)
+    from lookalike.images import load_image
+
+    images = [load_image(ws.catalogue.resolve(ws.catalogue.get(i).path)) for i in ids[:10]]
+    np.testing.assert_allclose(model.embed(images), from_store[:10], rtol=1e-4, atol=1e-4)  # the ONNX graph
+
+
+def test_cosface_loss_subtracts_the_scaled_margin_at_the_target():
+    config = TrainConfig(backbone="pixels", name="x", loss="cosface", margin=0.25, scale=10.0, label_smoothing=0.0)
+    logits = torch.tensor([[5.0, 2.0, -1.0], [0.5, 0.0, 3.0]])
+    y = torch.tensor([0, 2])
+    expected = torch.nn.functional.cross_entropy(torch.tensor([[2.5, 2.0, -1.0], [0.5, 0.0, 0.5]]), y)
+    assert float(trainer_module._training_loss(config)(logits, y)) == pytest.approx(float(expected))
+    for bad, match in [({"loss": "triplet"}, "--loss"), ({"loss": "cosface", "margin": 1.5}, "--margin"),
+                       ({"conv_depth": 0}, "--conv-depth")]:
+        with pytest.raises(ConfigError, match=match):
+            TrainConfig(backbone="pixels", name="x", **bad).check()
+
+
 def test_augmentation_flips_and_shifts_images():
     shape = (1, 1, 8)
     x = torch.arange(8, dtype=torch.float32).reshape(1, 8).repeat(64, 1)

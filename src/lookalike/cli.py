@@ -159,7 +159,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                          lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout,
                          input_dropout=args.input_dropout, label_smoothing=args.label_smoothing,
                          holdout_split=args.holdout_split, finetune_blocks=args.finetune_blocks, head=args.head,
-                         augment=args.augment, seed=args.seed)
+                         conv_depth=args.conv_depth, augment=args.augment, loss=args.loss, margin=args.margin,
+                         scale=args.scale, seed=args.seed)
     result = train(_workspace(args), config, device=args.device, overwrite=args.overwrite)
     print("\n".join(result.lines()))
     return 0
@@ -304,8 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head", choices=["mlp", "conv"], default="mlp",
                    help="mlp: the dense layer on the vectors (default); conv: a small CNN first, for image-shaped "
                         "vectors (pixels)")
+    p.add_argument("--conv-depth", type=int, default=1, metavar="D",
+                   help="conv layers per stage of the conv head (default 1; 2 is a VGG-style stage)")
     p.add_argument("--augment", action="store_true",
                    help="random flips and 2-pixel shifts of image-shaped vectors (pixels) while training")
+    p.add_argument("--loss", choices=["softmax", "cosface"], default="softmax",
+                   help="softmax: ReLU hidden layer + softmax (the post's); cosface: L2-normalised hidden layer + "
+                        "large-margin cosine softmax, which makes nearest neighbours follow the classifier")
+    p.add_argument("--margin", type=float, default=0.2, help="cosface margin in cosine (default 0.2)")
+    p.add_argument("--scale", type=float, default=16.0, help="cosface logit scale (default 16)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="discard a model of that name and train anew")

@@ -1,26 +1,42 @@
-"""The new top of a backbone: standardise -> dense hidden layer (the feature vector) -> softmax."""
+"""The new top of a backbone: standardise -> dense hidden layer (the feature vector) -> softmax.
+
+Two classifiers on the hidden layer: ``softmax`` (the post's: ReLU hidden layer, linear logits) and
+``cosface`` (large-margin cosine softmax, Wang et al. 2018: the hidden layer is L2-normalised and the
+logits are scaled cosines to normalised class weights, so items of one category gather in one
+direction and nearest neighbours under L1/L2/Hamming follow the classifier closely).
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+LOSSES = ("softmax", "cosface")
 
 
 class EmbeddingHead(nn.Module):
     """``x -> (x - mean) / std -> Linear -> ReLU -> Dropout -> Linear -> logits``.
 
     The ReLU output of the hidden layer is the feature vector (``embed``); the standardisation
-    statistics are buffers, so they travel with the weights and into the ONNX graph.
+    statistics are buffers, so they travel with the weights and into the ONNX graph. With
+    ``loss="cosface"`` the hidden layer is linear and L2-normalised instead, and the logits are
+    ``scale * cos(feature, class weight)`` (the margin is subtracted by the training loss).
     """
 
-    def __init__(self, in_dim: int, hidden: int, classes: int, *, dropout: float = 0.5, input_dropout: float = 0.0):
+    def __init__(self, in_dim: int, hidden: int, classes: int, *, dropout: float = 0.5, input_dropout: float = 0.0,
+                 loss: str = "softmax", scale: float = 16.0):
         super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; choose one of: {', '.join(LOSSES)}")
+        self.cosine = loss == "cosface"
+        self.scale = float(scale)
         self.register_buffer("mean", torch.zeros(in_dim))
         self.register_buffer("std", torch.ones(in_dim))
         self.input_dropout = nn.Dropout(input_dropout)
         self.hidden = nn.Linear(in_dim, hidden)
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(hidden, classes)
+        self.classifier = nn.Linear(hidden, classes, bias=not self.cosine)
 
     def set_standardisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Per-dimension statistics of the training vectors; near-constant dimensions (an image's
@@ -29,12 +45,19 @@ class EmbeddingHead(nn.Module):
         self.mean.copy_(mean)
         self.std.copy_(std.clamp_min(max(float(std.median()) * 0.1, 1e-6)))
 
+    def activate(self, h: torch.Tensor) -> torch.Tensor:
+        """Hidden-layer pre-activations -> the feature vector (ReLU, or L2-normalised for cosface)."""
+        return F.normalize(h, dim=1) if self.cosine else torch.relu(h)
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The hidden layer's activations: the trained model's feature vector."""
-        return torch.relu(self.hidden(self.input_dropout((x - self.mean) / self.std)))
+        return self.activate(self.hidden(self.input_dropout((x - self.mean) / self.std)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(self.embed(x)))
+        features = self.dropout(self.embed(x))
+        if self.cosine:
+            return self.scale * F.normalize(features, dim=1) @ F.normalize(self.classifier.weight, dim=1).T
+        return self.classifier(features)
 
 
 class OnBackbone(nn.Module):
@@ -54,21 +77,24 @@ class OnBackbone(nn.Module):
 class ConvEmbeddingHead(EmbeddingHead):
     """For backbones whose vectors are images (``pixels``): a small CNN, then the dense hidden layer.
 
-    ``(x - mean) / std -> reshape (C, H, W) -> [conv-BN-ReLU, max-pool] x 3 -> Linear -> ReLU -> Dropout
-    -> Linear``. The dense layer's ReLU output is the feature vector, as in ``EmbeddingHead``.
+    ``(x - mean) / std -> reshape (C, H, W) -> [(conv-BN-ReLU) x depth, max-pool] x 3 -> Linear -> ReLU
+    -> Dropout -> Linear``. The dense layer's output is the feature vector, as in ``EmbeddingHead``.
     """
 
     def __init__(self, in_shape: tuple[int, int, int], hidden: int, classes: int, *, dropout: float = 0.5,
-                 input_dropout: float = 0.0, widths: tuple[int, ...] = (32, 64, 128)):
+                 input_dropout: float = 0.0, widths: tuple[int, ...] = (32, 64, 128), depth: int = 1,
+                 loss: str = "softmax", scale: float = 16.0):
         channels, height, width = in_shape
-        super().__init__(channels * height * width, hidden, classes, dropout=dropout, input_dropout=input_dropout)
+        super().__init__(channels * height * width, hidden, classes, dropout=dropout, input_dropout=input_dropout,
+                         loss=loss, scale=scale)
         self.in_shape = tuple(in_shape)
         layers: list[nn.Module] = []
         c = channels
         for w in widths:
-            layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
-                       nn.MaxPool2d(2)]
-            c = w
+            for _ in range(depth):
+                layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+                c = w
+            layers.append(nn.MaxPool2d(2))
         self.convs = nn.Sequential(*layers)
         scale = 2 ** len(widths)
         self.hidden = nn.Linear(c * (height // scale) * (width // scale), hidden)
@@ -81,16 +107,19 @@ class ConvEmbeddingHead(EmbeddingHead):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         x = ((x - self.mean) / self.std).reshape(-1, *self.in_shape)
-        return torch.relu(self.hidden(self.input_dropout(torch.flatten(self.convs(x), 1))))
+        return self.activate(self.hidden(self.input_dropout(torch.flatten(self.convs(x), 1))))
 
 
 def build_head(kind: str, in_dim: int, hidden: int, classes: int, *, dropout: float = 0.5,
-               input_dropout: float = 0.0, in_shape: tuple[int, int, int] | None = None) -> EmbeddingHead:
+               input_dropout: float = 0.0, in_shape: tuple[int, int, int] | None = None, conv_depth: int = 1,
+               loss: str = "softmax", scale: float = 16.0) -> EmbeddingHead:
     """``mlp``: the post's dense layer on any vector; ``conv``: a CNN first, for image-shaped vectors."""
     if kind == "mlp":
-        return EmbeddingHead(in_dim, hidden, classes, dropout=dropout, input_dropout=input_dropout)
+        return EmbeddingHead(in_dim, hidden, classes, dropout=dropout, input_dropout=input_dropout, loss=loss,
+                             scale=scale)
     if kind == "conv":
         if in_shape is None:
             raise ValueError("a conv head needs a backbone whose vectors are images (e.g. pixels)")
-        return ConvEmbeddingHead(tuple(in_shape), hidden, classes, dropout=dropout, input_dropout=input_dropout)
+        return ConvEmbeddingHead(tuple(in_shape), hidden, classes, dropout=dropout, input_dropout=input_dropout,
+                                 depth=conv_depth, loss=loss, scale=scale)
     raise ValueError(f"unknown head {kind!r}; choose mlp or conv")

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, TrainingDivergedError
 from ..workspace import Workspace
+from .heads import LOSSES
 
 Device = Literal["auto", "cpu", "cuda"]
 MODEL_FILE = "model.json"
@@ -52,7 +53,11 @@ class TrainConfig:
     holdout_split: str = "test"
     finetune_blocks: int = 0
     head: str = "mlp"
+    conv_depth: int = 1
     augment: bool = False
+    loss: str = "softmax"
+    margin: float = 0.2
+    scale: float = 16.0
     seed: int = 0
 
     def check(self) -> None:
@@ -65,7 +70,8 @@ class TrainConfig:
         if self.name in EXTRACTORS and not _is_trained(self.name):
             raise ConfigError(f"--name {self.name!r} is a built-in model; choose another name")
         for label, value, low in [("--hidden", self.hidden, 1), ("--epochs", self.epochs, 1),
-                                  ("--batch-size", self.batch_size, 1), ("--finetune-blocks", self.finetune_blocks, 0)]:
+                                  ("--batch-size", self.batch_size, 1), ("--finetune-blocks", self.finetune_blocks, 0),
+                                  ("--conv-depth", self.conv_depth, 1)]:
             if value < low:
                 raise ConfigError(f"{label} must be at least {low}, got {value}")
         if self.top_categories is not None and self.top_categories < 2:
@@ -76,6 +82,10 @@ class TrainConfig:
             raise ConfigError(f"--head must be mlp or conv, got {self.head!r}")
         if self.head == "conv" and self.finetune_blocks:
             raise ConfigError("--head conv trains on stored image-shaped vectors; it does not fine-tune a backbone")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if not (self.scale > 0 and math.isfinite(self.scale)) or not 0 <= self.margin < 1:
+            raise ConfigError(f"--scale must be positive and --margin in [0, 1); got {self.scale} and {self.margin}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"--lr must be a positive number, got {self.lr}")
 
@@ -204,7 +214,8 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
     y_val = torch.tensor([label_of[labels[i]] for i in val_ids])
 
     head = build_head(config.head, in_dim, config.hidden, len(categories), dropout=config.dropout,
-                      input_dropout=config.input_dropout, in_shape=shape)
+                      input_dropout=config.input_dropout, in_shape=shape, conv_depth=config.conv_depth,
+                      loss=config.loss, scale=config.scale)
     if config.finetune_blocks:
         data = _ImageData(workspace, backbone, config, train_ids, val_ids, dev)
         if readable is not None:  # start from the frozen backbone's statistics
@@ -219,7 +230,7 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
     steps_per_epoch = math.ceil(len(train_ids) / config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, epochs=config.epochs,
                                                    steps_per_epoch=steps_per_epoch, pct_start=0.1)
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    loss_fn = _training_loss(config)
 
     state = {"config": asdict(config), "categories": categories, "backbone_fingerprint": backbone.fingerprint(),
              "in_dim": in_dim, "train_items": len(train_ids), "val_items": len(val_ids), "history": [],
@@ -296,6 +307,21 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
 def _loss(loss_fn, logits, y):
     """The training loss (a seam for tests that simulate divergence)."""
     return loss_fn(logits, y)
+
+
+def _training_loss(config: TrainConfig) -> Callable:
+    """Cross-entropy with label smoothing (softmax), or CosFace: the target's scaled cosine lowered
+    by ``scale * margin``, so a category must win by a margin in angle."""
+    import torch
+
+    smoothed = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    if config.loss == "softmax":
+        return smoothed
+
+    def cosface(logits, y):
+        return smoothed(logits - config.scale * config.margin * torch.nn.functional.one_hot(y, logits.shape[1]), y)
+
+    return cosface
 
 
 def _augment_images(x, shape, rng: np.random.Generator, shift: int = 2):
