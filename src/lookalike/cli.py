@@ -68,7 +68,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
             raise LookalikeError(f"no items in split {args.split!r}; splits: {ws.catalogue.split_counts()}")
     summary = extract_features(ws.catalogue, extractor, ws.feature_store(args.model), batch_size=args.batch_size,
                                overwrite=args.overwrite, items=items,
-                               backbone_store=ws.feature_store(backbone.name) if backbone is not None else None)
+                               backbone_store=ws.feature_store(backbone.name) if backbone is not None else None,
+                               part_stores=[ws.feature_store(p.name) for p in getattr(extractor, "parts", [])])
     print("\n".join(summary.lines()))
     return 0
 
@@ -163,6 +164,23 @@ def cmd_train(args: argparse.Namespace) -> int:
                          scale=args.scale, seed=args.seed)
     result = train(_workspace(args), config, device=args.device, overwrite=args.overwrite)
     print("\n".join(result.lines()))
+    return 0
+
+
+def cmd_combine(args: argparse.Namespace) -> int:
+    from .extractors.combined import save_combined
+
+    ws = _workspace(args)
+    weights = None
+    if args.weights is not None:
+        try:
+            weights = [float(w) for w in args.weights.split(",")]
+        except ValueError:
+            raise LookalikeError(f"--weights: give numbers separated by commas, got {args.weights!r}") from None
+    model = save_combined(ws.models_dir, args.name, [m.strip() for m in args.models.split(",") if m.strip()],
+                          weights, overwrite=args.overwrite)
+    print(f"{model.name}: {model.config.architecture} ({model.dim}-d); saved in {model.directory}")
+    print(f"extract its vectors (from the parts' stores) with: lookalike extract --model {model.name} -w {ws.root}")
     return 0
 
 
@@ -317,6 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="discard a model of that name and train anew")
+
+    p = add("combine", cmd_combine, "late fusion: a model whose vector joins other models' normalised vectors")
+    p.add_argument("--models", required=True, help="comma-separated models to combine, e.g. pixels-cnn,lite0-head")
+    p.add_argument("--name", required=True, help="name of the combined model")
+    p.add_argument("--weights", default=None, help="comma-separated positive weights (default: all 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace a combined model of that name")
 
     p = add("map", cmd_map, "2-D t-SNE map of a seeded sample of the catalogue (for the web page and reports)")
     p.add_argument("--model", required=True)

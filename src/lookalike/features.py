@@ -189,13 +189,15 @@ class ExtractSummary:
 def extract_features(catalogue: Catalogue, extractor: Extractor, store: FeatureStore, *,
                      batch_size: int = 32, shard_size: int = 1024, overwrite: bool = False,
                      progress: bool | None = None, backbone_store: FeatureStore | None = None,
+                     part_stores: list[FeatureStore] | None = None,
                      items: list[Item] | None = None) -> ExtractSummary:
     """Compute the vectors of every catalogue item the store lacks (images cropped to their box).
 
     Unreadable images are skipped, counted and named in the summary; everything already stored
     is kept. Runs resume: only missing items are computed. A model trained on a frozen backbone
     computes its vectors from ``backbone_store`` where that has them (the same function, minus
-    the backbone's cost). ``items`` restricts the run to those catalogue items.
+    the backbone's cost); a combined model, from its parts' ``part_stores`` likewise. ``items``
+    restricts the run to those catalogue items.
     """
     if overwrite:
         store.clear()
@@ -212,6 +214,14 @@ def extract_features(catalogue: Catalogue, extractor: Extractor, store: FeatureS
         for start in range(0, len(reusable), 8 * shard_size):
             ids = reusable[start : start + 8 * shard_size]
             store.append(extractor, ids, extractor.embed_backbone_features(backbone_store.vectors_for(ids)))
+            summary.computed += len(ids)
+        todo = [item for item in todo if item.id not in known]
+    if todo and part_stores and hasattr(extractor, "combine"):
+        known = set.intersection(*(s.stored_ids() if s.exists() else set() for s in part_stores))
+        reusable = [item.id for item in todo if item.id in known]
+        for start in range(0, len(reusable), 8 * shard_size):
+            ids = reusable[start : start + 8 * shard_size]
+            store.append(extractor, ids, extractor.combine([s.vectors_for(ids) for s in part_stores]))
             summary.computed += len(ids)
         todo = [item for item in todo if item.id not in known]
     bar = tqdm(total=len(todo), desc=f"extract {extractor.name}", unit="img",

@@ -14,6 +14,8 @@ import numpy as np
 
 from ..errors import WeightsNotFoundError
 from .base import Extractor, ExtractorConfig, file_sha256
+from .combined import KIND
+from .combined import _factory as combined_factory
 from .registry import EXTRACTORS, create_extractor
 
 
@@ -112,16 +114,19 @@ def register_trained_models(models_dir: Path) -> list[str]:
             saved = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if saved.get("best_epoch", 0) < 1:
+        combined = saved.get("kind") == KIND
+        if not combined and saved.get("best_epoch", 0) < 1:
             continue
         name = saved["config"]["name"]
         if name in EXTRACTORS and not getattr(EXTRACTORS.get(name), "trained_model", False):
             continue  # never shadow a built-in model
+        if combined:
+            factory = combined_factory(path.parent)
+        else:
+            def factory(_directory=path.parent, **_: object) -> TrainedExtractor:
+                return TrainedExtractor(_directory)
 
-        def factory(_directory=path.parent, **_: object) -> TrainedExtractor:
-            return TrainedExtractor(_directory)
-
-        factory.trained_model = True
+            factory.trained_model = True
         EXTRACTORS.add(name, factory, replace=True)
         names.append(name)
     return names

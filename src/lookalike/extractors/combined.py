@@ -1,0 +1,125 @@
+"""Late fusion: one extractor whose vector is several models' L2-normalised vectors, side by side.
+
+``lookalike combine --models A,B --name N`` saves ``WS/models/N/model.json``; the workspace then
+registers ``N`` like a trained model. Its vector is ``[sqrt(w_A) * a / |a|, sqrt(w_B) * b / |b|]``, so
+the squared L2 distance is the weighted sum of the models' squared cosine distances. Each part keeps
+its own preprocessing and ONNX graph; ``extract`` builds the vectors from the parts' stores when they
+have them, which takes seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ConfigError
+from .base import Extractor, ExtractorConfig
+from .registry import EXTRACTORS, create_extractor
+
+KIND = "combined"
+
+
+class CombinedExtractor(Extractor):
+    """Weighted concatenation of L2-normalised vectors from other extractors (the parts)."""
+
+    trained_model = True  # lives in a workspace; never shadows a built-in model
+
+    def __init__(self, directory: str | Path, **_: object):
+        self.directory = Path(directory)
+        saved = json.loads((self.directory / "model.json").read_text())
+        cfg = saved["config"]
+        self.parts = [create_extractor(name) for name in cfg["models"]]
+        self.part_weights = [float(w) for w in cfg["weights"]]
+        self._shapes = [(3, p.config.preprocess.input_size, p.config.preprocess.input_size) for p in self.parts]
+        self._sizes = [math.prod(s) for s in self._shapes]
+        terms = " + ".join(f"{w:g} x {p.name}" for p, w in zip(self.parts, self.part_weights))
+        super().__init__(ExtractorConfig(
+            name=cfg["name"], architecture=f"combined: {terms}",
+            layer="L2-normalised vectors of each part, weighted and concatenated",
+            dim=sum(p.dim for p in self.parts), preprocess=self.parts[0].config.preprocess,
+            weights="the parts' weights: " + ", ".join(p.name for p in self.parts),
+            license="those of the parts", description=f"late fusion of {', '.join(cfg['models'])}",
+            extra={"parts": [p.config.to_dict() for p in self.parts], "part_weights": self.part_weights}))
+
+    def build_torch(self):
+        raise ConfigError(f"{self.name} combines models with their own inputs; it has no single torch module "
+                          "(its parts do)")
+
+    def weights_checksum(self) -> str:
+        key = json.dumps([[p.fingerprint() for p in self.parts], self.part_weights])
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    def combine(self, vectors: list[np.ndarray]) -> np.ndarray:
+        """The parts' vectors (same rows, one array per part) -> this model's vectors."""
+        if len(vectors) != len(self.parts):
+            raise ValueError(f"{self.name} has {len(self.parts)} parts, got {len(vectors)} arrays")
+        out = []
+        for v, w in zip(vectors, self.part_weights):
+            v = np.asarray(v, np.float32)
+            norm = np.linalg.norm(v, axis=1, keepdims=True)
+            out.append(v * (math.sqrt(w) / np.maximum(norm, 1e-12)))
+        return np.ascontiguousarray(np.concatenate(out, axis=1), np.float32)
+
+    # An image's input is every part's preprocessed array, flattened and laid end to end.
+    def preprocess(self, img: Image.Image) -> np.ndarray:
+        return np.concatenate([p.preprocess(img).ravel() for p in self.parts])
+
+    def preprocess_batch(self, images: list[Image.Image]) -> np.ndarray:
+        if not images:
+            return np.empty((0, sum(self._sizes)), np.float32)
+        return np.stack([self.preprocess(img) for img in images])
+
+    def embed_arrays(self, batch: np.ndarray) -> np.ndarray:
+        if len(batch) == 0:
+            return np.empty((0, self.dim), np.float32)
+        batch = np.asarray(batch, np.float32).reshape(len(batch), -1)
+        parts, start = [], 0
+        for part, shape, size in zip(self.parts, self._shapes, self._sizes):
+            parts.append(part.embed_arrays(batch[:, start : start + size].reshape(-1, *shape)))
+            start += size
+        return self.combine(parts)
+
+
+def save_combined(models_dir: Path, name: str, models: list[str], weights: list[float] | None = None,
+                  *, overwrite: bool = False) -> CombinedExtractor:
+    """Check and save a combined model in ``models_dir/name``; returns it (registered)."""
+    weights = [1.0] * len(models) if weights is None else [float(w) for w in weights]
+    if len(models) < 2:
+        raise ConfigError("--models: give at least two models to combine, e.g. --models pixels-cnn,lite0-head")
+    if len(set(models)) != len(models):
+        raise ConfigError(f"--models lists a model twice: {','.join(models)}")
+    if len(weights) != len(models):
+        raise ConfigError(f"--weights has {len(weights)} values for {len(models)} models")
+    if not all(w > 0 and math.isfinite(w) for w in weights):
+        raise ConfigError(f"--weights must be positive numbers, got {weights}")
+    if not name or any(c in name for c in "/\\ ") or name.startswith("."):
+        raise ConfigError(f"--name {name!r}: use letters, digits, '-', '_' or '.' (no spaces or slashes)")
+    if name in models:
+        raise ConfigError(f"--name {name!r} is one of the parts; choose another name")
+    if name in EXTRACTORS and not getattr(EXTRACTORS.get(name), "trained_model", False):
+        raise ConfigError(f"--name {name!r} is a built-in model; choose another name")
+    for model in models:
+        create_extractor(model)  # unknown names fail here, with the list of known ones
+    directory = models_dir / name
+    if (directory / "model.json").is_file() and not overwrite:
+        raise ConfigError(f"model {name!r} already exists in {models_dir}; pass --overwrite to replace it")
+    directory.mkdir(parents=True, exist_ok=True)
+    saved = {"kind": KIND, "config": {"name": name, "models": list(models), "weights": weights}}
+    tmp = directory / "model.json.tmp"
+    tmp.write_text(json.dumps(saved, indent=2))
+    tmp.replace(directory / "model.json")
+    EXTRACTORS.add(name, _factory(directory), replace=True)
+    return CombinedExtractor(directory)
+
+
+def _factory(directory: Path):
+    def factory(**_: object) -> CombinedExtractor:
+        return CombinedExtractor(directory)
+
+    factory.trained_model = True
+    return factory

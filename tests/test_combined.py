@@ -1,0 +1,100 @@
+"""Late fusion: a combined model joins its parts' normalised vectors, from stores or from images."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lookalike.catalogue import import_catalogue
+from lookalike.cli import main
+from lookalike.demo import BUNDLED_SAMPLE
+from lookalike.errors import ConfigError
+from lookalike.extractors import create_extractor, list_extractors
+from lookalike.extractors.combined import save_combined
+from lookalike.features import extract_features
+from lookalike.images import load_image
+from lookalike.training import TrainConfig, train
+from lookalike.workspace import Workspace
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    ws = Workspace(tmp_path_factory.mktemp("combined") / "ws")
+    import_catalogue(ws.catalogue, "fashion-mnist", BUNDLED_SAMPLE, limit=200, seed=0, image_dir=ws.images_dir)
+    extract_features(ws.catalogue, create_extractor("pixels"), ws.feature_store("pixels"), progress=False)
+    train(ws, TrainConfig(backbone="pixels", name="tiny-head", hidden=16, epochs=1, batch_size=64),
+          progress=False, log=lambda _line: None)
+    extract_features(ws.catalogue, create_extractor("tiny-head"), ws.feature_store("tiny-head"), progress=False,
+                     backbone_store=ws.feature_store("pixels"))
+    return ws
+
+
+def test_combined_vectors_are_the_weighted_normalised_parts(ws, capsys):
+    assert main(["combine", "--models", "pixels,tiny-head", "--weights", "1,3", "--name", "both",
+                 "-w", str(ws.root)]) == 0
+    assert "both" in capsys.readouterr().out
+    assert main(["extract", "--model", "both", "-w", str(ws.root)]) == 0
+    assert "computed 200 vectors" in capsys.readouterr().out
+    ids, both = ws.feature_store("both").load()
+    pixels = ws.feature_store("pixels").vectors_for(ids.tolist())
+    head = ws.feature_store("tiny-head").vectors_for(ids.tolist())
+    assert both.shape == (len(ids), 3072 + 16)
+    np.testing.assert_allclose(both[:, :3072], pixels / np.linalg.norm(pixels, axis=1, keepdims=True), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(both[:, 3072:], axis=1), np.sqrt(3.0), rtol=1e-5)
+    np.testing.assert_allclose(both[:, 3072:] / np.sqrt(3.0), head / np.linalg.norm(head, axis=1, keepdims=True),
+                               atol=1e-5)
+    # an image goes through each part's own preprocessing and ONNX graph: the same vectors
+    model = create_extractor("both")
+    images = [load_image(ws.catalogue.resolve(ws.catalogue.get(i).path)) for i in ids[:6]]
+    np.testing.assert_allclose(model.embed(images), both[:6], atol=1e-4)
+    assert model.embed([]).shape == (0, 3088)
+    # it is a model like the others: listed, searchable, survives reopening the workspace
+    assert "both" in list_extractors()
+    assert main(["search", "--model", "both", "--metric", "l2", "--item", str(ids[0]), "-k", "3", "--json",
+                 "-w", str(ws.root)]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert len(found["results"]) == 3 and str(ids[0]) not in [r["item_id"] for r in found["results"]]
+    Workspace(ws.root)
+    assert create_extractor("both").fingerprint() == model.fingerprint()
+
+
+def test_items_missing_from_a_part_are_computed_from_their_images(ws):
+    sub = list(ws.catalogue.items())[:5]
+    save_combined(ws.models_dir, "both-images", ["pixels", "tiny-head"])
+    model = create_extractor("both-images")
+    empty = ws.root / "nowhere"
+    summary = extract_features(ws.catalogue, model, ws.feature_store("both-images"), progress=False, items=sub,
+                               part_stores=[ws.feature_store("pixels"), Workspace(empty).feature_store("tiny-head")])
+    assert summary.computed == 5
+    ids, vectors = ws.feature_store("both-images").load()
+    expected = model.combine([ws.feature_store("pixels").vectors_for(ids.tolist()),
+                              ws.feature_store("tiny-head").vectors_for(ids.tolist())])
+    np.testing.assert_allclose(vectors, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("models, weights, name, match", [
+    (["pixels"], None, "x", "at least two"),
+    (["pixels", "pixels"], None, "x", "twice"),
+    (["pixels", "tiny-head"], [1.0], "x", "2 models"),
+    (["pixels", "tiny-head"], [1.0, -1.0], "x", "positive"),
+    (["pixels", "tiny-head"], None, "pixels", "one of the parts"),
+    (["pixels", "tiny-head"], None, "efficientnet-lite0", "built-in"),
+    (["pixels", "no-such-model"], None, "x", "no-such-model"),
+    (["pixels", "tiny-head"], None, "a b", "--name"),
+])
+def test_bad_combinations_get_one_clear_error(ws, models, weights, name, match):
+    with pytest.raises(ConfigError, match=match):
+        save_combined(ws.models_dir, name, models, weights)
+
+
+def test_an_existing_combination_is_kept_unless_overwritten(ws, capsys):
+    save_combined(ws.models_dir, "keep", ["pixels", "tiny-head"])
+    assert main(["combine", "--models", "pixels,tiny-head", "--name", "keep", "-w", str(ws.root)]) != 0
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["combine", "--models", "pixels,tiny-head", "--weights", "1,x", "--name", "k2",
+                 "-w", str(ws.root)]) != 0
+    assert "--weights" in capsys.readouterr().err
+    save_combined(ws.models_dir, "keep", ["tiny-head", "pixels"], overwrite=True)
+    assert create_extractor("keep").parts[0].name == "tiny-head"
