@@ -220,6 +220,33 @@ def test_cosface_conv_head_gives_unit_vectors_through_both_paths(ws):
     np.testing.assert_allclose(model.embed(images), from_store[:10], rtol=1e-4, atol=1e-4)  # the ONNX graph
 
 
+def test_flip_tta_gives_an_image_and_its_mirror_image_one_vector(ws):
+    from PIL import ImageOps
+
+    from lookalike.images import load_image
+
+    ids = ws.feature_store("pixels").load()[0][:6]
+    images = [load_image(ws.catalogue.resolve(ws.catalogue.get(i).path)) for i in ids]
+    mirrored = [ImageOps.mirror(im) for im in images]
+    vectors = {}
+    for name, flip in [("pixels-flip", True), ("pixels-noflip", False)]:
+        config = TrainConfig(backbone="pixels", name=name, hidden=32, epochs=1, batch_size=64, head="conv",
+                             input_dropout=0.0, flip_tta=flip)
+        train(ws, config, progress=False, log=quiet)
+        model = create_extractor(name)
+        vectors[name] = model.embed(images), model.embed(mirrored)  # the ONNX graph
+        assert ("mirror image" in model.config.layer) == flip
+    own, mirror = vectors["pixels-flip"]
+    np.testing.assert_allclose(own, mirror, atol=1e-5)
+    assert np.abs(vectors["pixels-noflip"][0] - vectors["pixels-noflip"][1]).max() > 1e-3
+    model = create_extractor("pixels-flip")
+    extract_features(ws.catalogue, model, ws.feature_store("pixels-flip"), progress=False,
+                     backbone_store=ws.feature_store("pixels"))
+    np.testing.assert_allclose(ws.feature_store("pixels-flip").vectors_for(list(ids)), own, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ConfigError, match="--flip-tta"):
+        TrainConfig(backbone="pixels", name="x", flip_tta=True).check()
+
+
 def test_cosface_loss_subtracts_the_scaled_margin_at_the_target():
     config = TrainConfig(backbone="pixels", name="x", loss="cosface", margin=0.25, scale=10.0, label_smoothing=0.0)
     logits = torch.tensor([[5.0, 2.0, -1.0], [0.5, 0.0, 3.0]])

@@ -160,7 +160,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout,
                          input_dropout=args.input_dropout, label_smoothing=args.label_smoothing,
                          holdout_split=args.holdout_split, finetune_blocks=args.finetune_blocks, head=args.head,
-                         conv_depth=args.conv_depth, augment=args.augment, loss=args.loss, margin=args.margin,
+                         conv_depth=args.conv_depth, augment=args.augment, flip_tta=args.flip_tta, loss=args.loss, margin=args.margin,
                          scale=args.scale, seed=args.seed)
     result = train(_workspace(args), config, device=args.device, overwrite=args.overwrite)
     print("\n".join(result.lines()))
@@ -327,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="conv layers per stage of the conv head (default 1; 2 is a VGG-style stage)")
     p.add_argument("--augment", action="store_true",
                    help="random flips and 2-pixel shifts of image-shaped vectors (pixels) while training")
+    p.add_argument("--flip-tta", action="store_true",
+                   help="conv head: an image's vector is the mean of its own and its mirror image's (validation, "
+                        "extract and search alike)")
     p.add_argument("--loss", choices=["softmax", "cosface"], default="softmax",
                    help="softmax: ReLU hidden layer + softmax (the post's); cosface: L2-normalised hidden layer + "
                         "large-margin cosine softmax, which makes nearest neighbours follow the classifier")

@@ -37,7 +37,8 @@ class TrainedExtractor(Extractor):
             architecture=f"{cfg['backbone']} + {'CNN + ' if cfg.get('head') == 'conv' else ''}dense {cfg['hidden']}"
                          " + softmax",
             layer=f"hidden layer ({cfg['hidden']} units, "
-                  f"{'L2-normalised, CosFace' if cfg.get('loss') == 'cosface' else 'ReLU'})", dim=cfg["hidden"],
+                  f"{'L2-normalised, CosFace' if cfg.get('loss') == 'cosface' else 'ReLU'}"
+                  f"{', mean with the mirror image' if cfg.get('flip_tta') else ''})", dim=cfg["hidden"],
             preprocess=self.backbone.config.preprocess,
             weights=f"trained in this workspace on {len(saved['categories'])} categories{top} "
                     f"(best epoch {saved['best_epoch']}, validation accuracy {saved['best_val_acc']:.1%})",
@@ -70,7 +71,8 @@ class TrainedExtractor(Extractor):
         cfg = self.saved["config"]
         head = build_head(cfg.get("head", "mlp"), self.saved["in_dim"], cfg["hidden"], len(self.saved["categories"]),
                           in_shape=self.backbone.feature_shape, conv_depth=cfg.get("conv_depth", 1),
-                          loss=cfg.get("loss", "softmax"), scale=cfg.get("scale", 16.0))
+                          loss=cfg.get("loss", "softmax"), scale=cfg.get("scale", 16.0),
+                          flip_average=cfg.get("flip_tta", False))
         head.load_state_dict(torch.load(self.directory / "head.pt", map_location="cpu", weights_only=True))
         return head.eval()
 

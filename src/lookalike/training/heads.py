@@ -79,15 +79,18 @@ class ConvEmbeddingHead(EmbeddingHead):
 
     ``(x - mean) / std -> reshape (C, H, W) -> [(conv-BN-ReLU) x depth, max-pool] x 3 -> Linear -> ReLU
     -> Dropout -> Linear``. The dense layer's output is the feature vector, as in ``EmbeddingHead``.
+    With ``flip_average`` the feature vector of an image, outside training, is the mean of its own and
+    its mirror image's (renormalised for cosface): a shirt and its mirror image get one vector.
     """
 
     def __init__(self, in_shape: tuple[int, int, int], hidden: int, classes: int, *, dropout: float = 0.5,
                  input_dropout: float = 0.0, widths: tuple[int, ...] = (32, 64, 128), depth: int = 1,
-                 loss: str = "softmax", scale: float = 16.0):
+                 loss: str = "softmax", scale: float = 16.0, flip_average: bool = False):
         channels, height, width = in_shape
         super().__init__(channels * height * width, hidden, classes, dropout=dropout, input_dropout=input_dropout,
                          loss=loss, scale=scale)
         self.in_shape = tuple(in_shape)
+        self.flip_average = flip_average
         layers: list[nn.Module] = []
         c = channels
         for w in widths:
@@ -105,21 +108,31 @@ class ConvEmbeddingHead(EmbeddingHead):
         self.mean.fill_(float(mean.mean()))
         self.std.fill_(max(spread, 1e-6))
 
+    def _embed_images(self, images: torch.Tensor) -> torch.Tensor:
+        return self.activate(self.hidden(self.input_dropout(torch.flatten(self.convs(images), 1))))
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        x = ((x - self.mean) / self.std).reshape(-1, *self.in_shape)
-        return self.activate(self.hidden(self.input_dropout(torch.flatten(self.convs(x), 1))))
+        images = ((x - self.mean) / self.std).reshape(-1, *self.in_shape)
+        if not self.flip_average or self.training:
+            return self._embed_images(images)
+        both = self._embed_images(torch.cat([images, images.flip(-1)]))
+        mean = both.reshape(2, -1, both.shape[-1]).mean(0)  # batch size stays dynamic in the ONNX graph
+        return F.normalize(mean, dim=1) if self.cosine else mean
 
 
 def build_head(kind: str, in_dim: int, hidden: int, classes: int, *, dropout: float = 0.5,
                input_dropout: float = 0.0, in_shape: tuple[int, int, int] | None = None, conv_depth: int = 1,
-               loss: str = "softmax", scale: float = 16.0) -> EmbeddingHead:
-    """``mlp``: the post's dense layer on any vector; ``conv``: a CNN first, for image-shaped vectors."""
+               loss: str = "softmax", scale: float = 16.0, flip_average: bool = False) -> EmbeddingHead:
+    """``mlp``: the post's dense layer on any vector; ``conv``: a CNN first, for image-shaped vectors
+    (``flip_average``: average each image's vector with its mirror image's, outside training)."""
     if kind == "mlp":
+        if flip_average:
+            raise ValueError("flip averaging needs image-shaped vectors: use it with the conv head")
         return EmbeddingHead(in_dim, hidden, classes, dropout=dropout, input_dropout=input_dropout, loss=loss,
                              scale=scale)
     if kind == "conv":
         if in_shape is None:
             raise ValueError("a conv head needs a backbone whose vectors are images (e.g. pixels)")
         return ConvEmbeddingHead(tuple(in_shape), hidden, classes, dropout=dropout, input_dropout=input_dropout,
-                                 depth=conv_depth, loss=loss, scale=scale)
+                                 depth=conv_depth, loss=loss, scale=scale, flip_average=flip_average)
     raise ValueError(f"unknown head {kind!r}; choose mlp or conv")

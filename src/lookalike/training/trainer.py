@@ -55,6 +55,7 @@ class TrainConfig:
     head: str = "mlp"
     conv_depth: int = 1
     augment: bool = False
+    flip_tta: bool = False
     loss: str = "softmax"
     margin: float = 0.2
     scale: float = 16.0
@@ -80,6 +81,9 @@ class TrainConfig:
             raise ConfigError(f"the validation fraction must be in (0, 0.5), got {self.val_fraction}")
         if self.head not in ("mlp", "conv"):
             raise ConfigError(f"--head must be mlp or conv, got {self.head!r}")
+        if self.flip_tta and self.head != "conv":
+            raise ConfigError("--flip-tta averages an image with its mirror image inside the conv head; "
+                              "use it with --head conv")
         if self.head == "conv" and self.finetune_blocks:
             raise ConfigError("--head conv trains on stored image-shaped vectors; it does not fine-tune a backbone")
         if self.loss not in LOSSES:
@@ -215,7 +219,7 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
 
     head = build_head(config.head, in_dim, config.hidden, len(categories), dropout=config.dropout,
                       input_dropout=config.input_dropout, in_shape=shape, conv_depth=config.conv_depth,
-                      loss=config.loss, scale=config.scale)
+                      loss=config.loss, scale=config.scale, flip_average=config.flip_tta)
     if config.finetune_blocks:
         data = _ImageData(workspace, backbone, config, train_ids, val_ids, dev)
         if readable is not None:  # start from the frozen backbone's statistics
