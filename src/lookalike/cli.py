@@ -160,8 +160,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                          lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout,
                          input_dropout=args.input_dropout, label_smoothing=args.label_smoothing,
                          holdout_split=args.holdout_split, finetune_blocks=args.finetune_blocks, head=args.head,
-                         conv_depth=args.conv_depth, augment=args.augment, flip_tta=args.flip_tta, loss=args.loss, margin=args.margin,
-                         scale=args.scale, seed=args.seed)
+                         conv_depth=args.conv_depth, augment=args.augment, flip_tta=args.flip_tta, loss=args.loss,
+                         margin=args.margin, scale=args.scale, seed=args.seed)
     result = train(_workspace(args), config, device=args.device, overwrite=args.overwrite)
     print("\n".join(result.lines()))
     return 0
