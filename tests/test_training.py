@@ -269,3 +269,48 @@ def test_augmentation_flips_and_shifts_images():
     shifted = trainer_module._augment_images(x, shape, np.random.default_rng(3), shift=2)
     assert set(shifted.unique().tolist()) <= set(range(8))
     assert any(not torch.equal(row, x[0]) and not torch.equal(row, x[0].flip(0)) for row in shifted)
+
+
+def test_random_erasing_fills_one_rectangle_on_about_that_share_of_images():
+    shape = (1, 16, 16)
+    x = torch.full((400, 256), 5.0)
+    x[:, 0] = 0.0
+    x[:, 1] = 10.0  # value range 0..10 for the noise
+    out = trainer_module._augment_images(x, shape, np.random.default_rng(0), shift=0, erase=0.5)
+    flipped = trainer_module._augment_images(x, shape, np.random.default_rng(0), shift=0)  # the same flips
+    changed = (out != flipped).reshape(400, 16, 16)
+    erased = changed.flatten(1).any(1)
+    assert 150 < int(erased.sum()) < 250  # about half the images
+    for mask in changed[erased][:50]:  # the changed pixels lie in one rectangle of at most 40% of the image
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        assert box <= 0.4 * 256 + 16 and mask.sum() >= 0.9 * box - 2
+    assert out.min() >= 0 and out.max() <= 10
+    assert torch.equal(flipped, trainer_module._augment_images(x, shape, np.random.default_rng(0), shift=0, erase=0.0))
+
+
+def test_conv_widths_and_erasing_train_resume_and_extract_alike(ws):
+    config = TrainConfig(backbone="pixels", name="pixels-cnn-wide", hidden=32, epochs=3, batch_size=64, lr=3e-3, head="conv",
+                         conv_widths=(8, 16, 16, 32), augment=True, erase=0.5, input_dropout=0.0)
+    result = train(ws, config, progress=False, log=quiet)
+    assert result.best_val_acc > 0.2
+    again = train(ws, config, progress=False, log=quiet)  # widths read back from model.json as a list
+    assert again.best_epoch == result.best_epoch
+    saved = json.loads((ws.models_dir / "pixels-cnn-wide" / "model.json").read_text())
+    assert saved["config"]["conv_widths"] == [8, 16, 16, 32]
+    model = create_extractor("pixels-cnn-wide")
+    extract_features(ws.catalogue, model, ws.feature_store("pixels-cnn-wide"), progress=False,
+                     backbone_store=ws.feature_store("pixels"))
+    ids, from_store = ws.feature_store("pixels-cnn-wide").load()
+    from lookalike.images import load_image
+
+    images = [load_image(ws.catalogue.resolve(ws.catalogue.get(i).path)) for i in ids[:8]]
+    np.testing.assert_allclose(model.embed(images), from_store[:8], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ConfigError, match="other settings \\(conv_widths\\)"):
+        train(ws, TrainConfig(**{**config.__dict__, "conv_widths": (8, 16)}), log=quiet)
+    with pytest.raises(ConfigError, match="--augment"):
+        train(ws, TrainConfig(backbone="pixels", name="x-erase", head="conv", erase=0.5), log=quiet)
+    with pytest.raises(ConfigError, match="probability"):
+        train(ws, TrainConfig(backbone="pixels", name="x-erase", head="conv", augment=True, erase=1.5), log=quiet)
+    with pytest.raises(ValueError, match="at most 5 stages"):
+        train(ws, TrainConfig(backbone="pixels", name="x-deep", head="conv", conv_widths=(4,) * 6), log=quiet)

@@ -8,6 +8,8 @@ direction and nearest neighbours under L1/L2/Hamming follow the classifier close
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -77,7 +79,7 @@ class OnBackbone(nn.Module):
 class ConvEmbeddingHead(EmbeddingHead):
     """For backbones whose vectors are images (``pixels``): a small CNN, then the dense hidden layer.
 
-    ``(x - mean) / std -> reshape (C, H, W) -> [(conv-BN-ReLU) x depth, max-pool] x 3 -> Linear -> ReLU
+    ``(x - mean) / std -> reshape (C, H, W) -> [(conv-BN-ReLU) x depth, max-pool] per width -> Linear -> ReLU
     -> Dropout -> Linear``. The dense layer's output is the feature vector, as in ``EmbeddingHead``.
     With ``flip_average`` the feature vector of an image, outside training, is the mean of its own and
     its mirror image's (renormalised for cosface): a shirt and its mirror image get one vector.
@@ -87,6 +89,9 @@ class ConvEmbeddingHead(EmbeddingHead):
                  input_dropout: float = 0.0, widths: tuple[int, ...] = (32, 64, 128), depth: int = 1,
                  loss: str = "softmax", scale: float = 16.0, flip_average: bool = False):
         channels, height, width = in_shape
+        if not widths or min(widths) < 1 or min(height, width) < 2 ** len(widths):
+            raise ValueError(f"conv widths {tuple(widths)}: need at least one stage, each of at least one channel, "
+                             f"and at most {int(math.log2(min(height, width)))} stages for {height}x{width} images")
         super().__init__(channels * height * width, hidden, classes, dropout=dropout, input_dropout=input_dropout,
                          loss=loss, scale=scale)
         self.in_shape = tuple(in_shape)
@@ -122,9 +127,11 @@ class ConvEmbeddingHead(EmbeddingHead):
 
 def build_head(kind: str, in_dim: int, hidden: int, classes: int, *, dropout: float = 0.5,
                input_dropout: float = 0.0, in_shape: tuple[int, int, int] | None = None, conv_depth: int = 1,
-               loss: str = "softmax", scale: float = 16.0, flip_average: bool = False) -> EmbeddingHead:
+               loss: str = "softmax", scale: float = 16.0, flip_average: bool = False,
+               conv_widths: tuple[int, ...] = (32, 64, 128)) -> EmbeddingHead:
     """``mlp``: the post's dense layer on any vector; ``conv``: a CNN first, for image-shaped vectors
-    (``flip_average``: average each image's vector with its mirror image's, outside training)."""
+    (``conv_widths``: channels per stage; ``flip_average``: average each image's vector with its mirror
+    image's, outside training)."""
     if kind == "mlp":
         if flip_average:
             raise ValueError("flip averaging needs image-shaped vectors: use it with the conv head")
@@ -134,5 +141,5 @@ def build_head(kind: str, in_dim: int, hidden: int, classes: int, *, dropout: fl
         if in_shape is None:
             raise ValueError("a conv head needs a backbone whose vectors are images (e.g. pixels)")
         return ConvEmbeddingHead(tuple(in_shape), hidden, classes, dropout=dropout, input_dropout=input_dropout,
-                                 depth=conv_depth, loss=loss, scale=scale, flip_average=flip_average)
+                                 widths=tuple(conv_widths), depth=conv_depth, loss=loss, scale=scale, flip_average=flip_average)
     raise ValueError(f"unknown head {kind!r}; choose mlp or conv")

@@ -54,7 +54,9 @@ class TrainConfig:
     finetune_blocks: int = 0
     head: str = "mlp"
     conv_depth: int = 1
+    conv_widths: tuple[int, ...] = (32, 64, 128)
     augment: bool = False
+    erase: float = 0.0
     flip_tta: bool = False
     loss: str = "softmax"
     margin: float = 0.2
@@ -75,6 +77,12 @@ class TrainConfig:
                                   ("--conv-depth", self.conv_depth, 1)]:
             if value < low:
                 raise ConfigError(f"{label} must be at least {low}, got {value}")
+        if not self.conv_widths or min(self.conv_widths) < 1:
+            raise ConfigError(f"--conv-widths must be positive channel counts, got {self.conv_widths}")
+        if not 0 <= self.erase <= 1:
+            raise ConfigError(f"--erase is a probability in [0, 1], got {self.erase}")
+        if self.erase and not self.augment:
+            raise ConfigError("--erase is part of the image augmentation: use it with --augment")
         if self.top_categories is not None and self.top_categories < 2:
             raise ConfigError(f"--top-categories must be at least 2, got {self.top_categories}")
         if not 0 < self.val_fraction < 0.5:
@@ -182,9 +190,10 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
     saved = _read_model_file(directory)
     if saved is not None and not overwrite:
         defaults = {f.name: f.default for f in fields(TrainConfig)}
-        saved["config"] = {**defaults, **saved["config"]}  # settings added since it was trained
-        if saved["config"] != asdict(config):
-            changed = sorted(k for k, v in asdict(config).items() if saved["config"].get(k) != v)
+        saved["config"] = _as_json({**defaults, **saved["config"]})  # settings added since it was trained
+        wanted = _as_json(asdict(config))
+        if saved["config"] != wanted:
+            changed = sorted(k for k, v in wanted.items() if saved["config"].get(k) != v)
             raise ConfigError(f"model {config.name!r} exists with other settings ({', '.join(changed)}); "
                               "pass --overwrite to start again, or use another --name")
         if saved["status"] == "trained":
@@ -219,14 +228,15 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
 
     head = build_head(config.head, in_dim, config.hidden, len(categories), dropout=config.dropout,
                       input_dropout=config.input_dropout, in_shape=shape, conv_depth=config.conv_depth,
-                      loss=config.loss, scale=config.scale, flip_average=config.flip_tta)
+                      loss=config.loss, scale=config.scale, flip_average=config.flip_tta,
+                      conv_widths=config.conv_widths)
     if config.finetune_blocks:
         data = _ImageData(workspace, backbone, config, train_ids, val_ids, dev)
         if readable is not None:  # start from the frozen backbone's statistics
             sample = torch.from_numpy(store.vectors_for(train_ids[:10000]).copy())
             head.set_standardisation(sample.mean(0), sample.std(0))
     else:
-        data = _VectorData(store, train_ids, val_ids, shape if config.augment else None)
+        data = _VectorData(store, train_ids, val_ids, shape if config.augment else None, erase=config.erase)
         head.set_standardisation(*data.statistics())
     model = data.model(head).to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -328,8 +338,15 @@ def _training_loss(config: TrainConfig) -> Callable:
     return cosface
 
 
-def _augment_images(x, shape, rng: np.random.Generator, shift: int = 2):
-    """Image-shaped vectors: random horizontal flips and shifts of up to ``shift`` pixels (edge padded)."""
+def _as_json(config: dict[str, Any]) -> dict[str, Any]:
+    """A config as it reads back from model.json (tuples become lists), so saved and new settings compare."""
+    return json.loads(json.dumps(config))
+
+
+def _augment_images(x, shape, rng: np.random.Generator, shift: int = 2, erase: float = 0.0):
+    """Image-shaped vectors: random horizontal flips and shifts of up to ``shift`` pixels (edge padded);
+    with ``erase`` > 0, that share of the images also gets one random rectangle (2-40% of the image, aspect
+    0.3-3.3) filled with noise in the batch's value range (random erasing, Zhong et al. 2020)."""
     import torch
 
     images = x.reshape(-1, *shape)
@@ -338,7 +355,23 @@ def _augment_images(x, shape, rng: np.random.Generator, shift: int = 2):
     padded = torch.nn.functional.pad(images, (shift, shift, shift, shift), mode="replicate")
     dx, dy = rng.integers(0, 2 * shift + 1, size=2)
     h, w = shape[1], shape[2]
-    return padded[:, :, dy : dy + h, dx : dx + w].reshape(len(images), -1)
+    images = padded[:, :, dy : dy + h, dx : dx + w]
+    if erase > 0:
+        n = len(images)
+        area = rng.uniform(0.02, 0.4, n) * h * w
+        aspect = np.exp(rng.uniform(np.log(0.3), np.log(1 / 0.3), n))
+        eh = np.clip(np.round(np.sqrt(area * aspect)), 1, h).astype(int)
+        ew = np.clip(np.round(np.sqrt(area / aspect)), 1, w).astype(int)
+        top = (rng.random(n) * (h - eh + 1)).astype(int)
+        left = (rng.random(n) * (w - ew + 1)).astype(int)
+        rows, cols = np.arange(h), np.arange(w)
+        inside = (((rows >= top[:, None]) & (rows < (top + eh)[:, None]))[:, :, None]
+                  & ((cols >= left[:, None]) & (cols < (left + ew)[:, None]))[:, None, :])
+        inside &= (rng.random(n) < erase)[:, None, None]
+        low, high = float(images.min()), float(images.max())
+        noise = torch.from_numpy(rng.uniform(low, high, (n, 1, h, w)).astype(np.float32)).to(images.dtype)
+        images = torch.where(torch.from_numpy(inside)[:, None], noise, images)
+    return images.reshape(len(images), -1)
 
 
 def _validate(model, data, y_val, loss_fn, dev) -> tuple[float, float]:
@@ -387,12 +420,13 @@ class _VectorData:
 
     val_chunk = 4096
 
-    def __init__(self, store, train_ids: list[str], val_ids: list[str], augment_shape=None):
+    def __init__(self, store, train_ids: list[str], val_ids: list[str], augment_shape=None, erase: float = 0.0):
         import torch
 
         self.x_train = torch.from_numpy(store.vectors_for(train_ids).copy())
         self.x_val = torch.from_numpy(store.vectors_for(val_ids).copy())
         self.augment_shape = augment_shape
+        self.erase = erase
 
     def statistics(self):
         return self.x_train.mean(0), self.x_train.std(0)
@@ -407,7 +441,7 @@ class _VectorData:
         x = self.x_train[batch]
         if self.augment_shape is None:
             return x
-        return _augment_images(x, self.augment_shape, rng)
+        return _augment_images(x, self.augment_shape, rng, erase=self.erase)
 
     def val_batch(self, idx: np.ndarray):
         return self.x_val[idx]
