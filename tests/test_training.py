@@ -32,6 +32,19 @@ def make_workspace(path, limit=600) -> Workspace:
     return ws
 
 
+def extract_from_backbone_store(ws, model, n=10):
+    """Extract ``model``'s vectors from the pixels store; check the first ``n`` against its ONNX graph on
+    the images. Returns the stored vectors."""
+    from lookalike.images import load_image
+
+    extract_features(ws.catalogue, model, ws.feature_store(model.name), progress=False,
+                     backbone_store=ws.feature_store("pixels"))
+    ids, from_store = ws.feature_store(model.name).load()
+    images = [load_image(ws.catalogue.resolve(ws.catalogue.get(i).path)) for i in ids[:n]]
+    np.testing.assert_allclose(model.embed(images), from_store[:n], rtol=1e-4, atol=1e-4)  # the ONNX graph
+    return from_store
+
+
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     return make_workspace(tmp_path_factory.mktemp("train") / "ws")
@@ -190,13 +203,7 @@ def test_conv_head_with_augmentation_on_pixels(ws):
     assert result.best_val_acc > 0.3
     model = create_extractor("pixels-cnn")
     assert "CNN" in model.config.architecture
-    extract_features(ws.catalogue, model, ws.feature_store("pixels-cnn"), progress=False,
-                     backbone_store=ws.feature_store("pixels"))
-    ids, from_store = ws.feature_store("pixels-cnn").load()
-    from lookalike.images import load_image
-
-    images = [load_image(ws.catalogue.resolve(ws.catalogue.get(i).path)) for i in ids[:10]]
-    np.testing.assert_allclose(model.embed(images), from_store[:10], rtol=1e-4, atol=1e-4)
+    extract_from_backbone_store(ws, model)
     with pytest.raises(ConfigError, match="image"):
         train(ws, TrainConfig(backbone="efficientnet-lite0", name="x-cnn", head="conv", epochs=1), log=quiet)
 
@@ -210,14 +217,8 @@ def test_cosface_conv_head_gives_unit_vectors_through_both_paths(ws):
     assert "L2-normalised" in model.config.layer
     head = model.head()
     assert head.classifier.bias is None and sum(isinstance(m, torch.nn.Conv2d) for m in head.convs) == 6
-    extract_features(ws.catalogue, model, ws.feature_store("pixels-cosface"), progress=False,
-                     backbone_store=ws.feature_store("pixels"))
-    ids, from_store = ws.feature_store("pixels-cosface").load()
+    from_store = extract_from_backbone_store(ws, model)
     np.testing.assert_allclose(np.linalg.norm(from_store, axis=1), 1.0, atol=1e-5)
-    from lookalike.images import load_image
-
-    images = [load_image(ws.catalogue.resolve(ws.catalogue.get(i).path)) for i in ids[:10]]
-    np.testing.assert_allclose(model.embed(images), from_store[:10], rtol=1e-4, atol=1e-4)  # the ONNX graph
 
 
 def test_flip_tta_gives_an_image_and_its_mirror_image_one_vector(ws):
@@ -299,18 +300,12 @@ def test_conv_widths_and_erasing_train_resume_and_extract_alike(ws):
     saved = json.loads((ws.models_dir / "pixels-cnn-wide" / "model.json").read_text())
     assert saved["config"]["conv_widths"] == [8, 16, 16, 32]
     model = create_extractor("pixels-cnn-wide")
-    extract_features(ws.catalogue, model, ws.feature_store("pixels-cnn-wide"), progress=False,
-                     backbone_store=ws.feature_store("pixels"))
-    ids, from_store = ws.feature_store("pixels-cnn-wide").load()
-    from lookalike.images import load_image
-
-    images = [load_image(ws.catalogue.resolve(ws.catalogue.get(i).path)) for i in ids[:8]]
-    np.testing.assert_allclose(model.embed(images), from_store[:8], rtol=1e-4, atol=1e-4)
+    extract_from_backbone_store(ws, model, n=8)
     with pytest.raises(ConfigError, match="other settings \\(conv_widths\\)"):
         train(ws, TrainConfig(**{**config.__dict__, "conv_widths": (8, 16)}), log=quiet)
     with pytest.raises(ConfigError, match="--augment"):
         train(ws, TrainConfig(backbone="pixels", name="x-erase", head="conv", erase=0.5), log=quiet)
     with pytest.raises(ConfigError, match="probability"):
         train(ws, TrainConfig(backbone="pixels", name="x-erase", head="conv", augment=True, erase=1.5), log=quiet)
-    with pytest.raises(ValueError, match="at most 5 stages"):
+    with pytest.raises(ConfigError, match="at most 5 stages"):
         train(ws, TrainConfig(backbone="pixels", name="x-deep", head="conv", conv_widths=(4,) * 6), log=quiet)

@@ -226,10 +226,13 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
     y_train = torch.tensor([label_of[labels[i]] for i in train_ids])
     y_val = torch.tensor([label_of[labels[i]] for i in val_ids])
 
-    head = build_head(config.head, in_dim, config.hidden, len(categories), dropout=config.dropout,
-                      input_dropout=config.input_dropout, in_shape=shape, conv_depth=config.conv_depth,
-                      loss=config.loss, scale=config.scale, flip_average=config.flip_tta,
-                      conv_widths=config.conv_widths)
+    try:
+        head = build_head(config.head, in_dim, config.hidden, len(categories), dropout=config.dropout,
+                          input_dropout=config.input_dropout, in_shape=shape, conv_depth=config.conv_depth,
+                          loss=config.loss, scale=config.scale, flip_average=config.flip_tta,
+                          conv_widths=config.conv_widths)
+    except ValueError as error:  # settings that do not fit the backbone's image size
+        raise ConfigError(f"--conv-widths: {error}") from None
     if config.finetune_blocks:
         data = _ImageData(workspace, backbone, config, train_ids, val_ids, dev)
         if readable is not None:  # start from the frozen backbone's statistics
