@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields
 
 import numpy as np
 import torch
@@ -39,8 +38,7 @@ def main() -> None:
 
     ws = Workspace(args.workspace)
     saved = json.loads((ws.models_dir / args.split_of / "model.json").read_text())["config"]
-    values = {f.name: saved.get(f.name, f.default) for f in fields(TrainConfig)}
-    config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    config = TrainConfig.from_saved(saved)
     models = args.models.split(",")
     have = set.intersection(*(set(ws.feature_store(m).load()[0].tolist()) for m in models))
     train_ids, val_ids, _, labels = choose_training_items(ws, config, have)

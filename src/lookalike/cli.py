@@ -23,11 +23,8 @@ def _workspace(args: argparse.Namespace):
 
 
 def _channel_counts(text: str) -> tuple[int, ...]:
-    """``"32,64,128"`` -> ``(32, 64, 128)``; argparse turns the ValueError into a usage message."""
-    counts = tuple(int(part) for part in text.split(","))
-    if not counts or min(counts) < 1:
-        raise ValueError(text)
-    return counts
+    """``"32,64,128"`` -> ``(32, 64, 128)``; argparse turns a ValueError into a usage message."""
+    return tuple(int(part) for part in text.split(","))
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -168,9 +165,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                          lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout,
                          input_dropout=args.input_dropout, label_smoothing=args.label_smoothing,
                          holdout_split=args.holdout_split, finetune_blocks=args.finetune_blocks, head=args.head,
-                         conv_depth=args.conv_depth, conv_widths=args.conv_widths, augment=args.augment,
+                         conv_depth=args.conv_depth, augment=args.augment,
                          erase=args.erase, flip_tta=args.flip_tta, loss=args.loss,
-                         margin=args.margin, scale=args.scale, seed=args.seed)
+                         margin=args.margin, scale=args.scale, seed=args.seed,
+                         **({"conv_widths": args.conv_widths} if args.conv_widths else {}))
     result = train(_workspace(args), config, device=args.device, overwrite=args.overwrite)
     print("\n".join(result.lines()))
     return 0
@@ -334,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "vectors (pixels)")
     p.add_argument("--conv-depth", type=int, default=1, metavar="D",
                    help="conv layers per stage of the conv head (default 1; 2 is a VGG-style stage)")
-    p.add_argument("--conv-widths", type=_channel_counts, default=(32, 64, 128), metavar="C1,C2,...",
+    p.add_argument("--conv-widths", type=_channel_counts, default=None, metavar="C1,C2,...",
                    help="channels of the conv head's stages, each ending in a 2x2 max-pool (default 32,64,128)")
     p.add_argument("--augment", action="store_true",
                    help="random flips and 2-pixel shifts of image-shaped vectors (pixels) while training")

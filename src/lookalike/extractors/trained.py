@@ -66,14 +66,14 @@ class TrainedExtractor(Extractor):
     def _load_head(self):
         import torch
 
-        from ..training.heads import build_head
+        from ..training.heads import DEFAULT_CONV_WIDTHS, build_head
 
         cfg = self.saved["config"]
         head = build_head(cfg.get("head", "mlp"), self.saved["in_dim"], cfg["hidden"], len(self.saved["categories"]),
                           in_shape=self.backbone.feature_shape, conv_depth=cfg.get("conv_depth", 1),
                           loss=cfg.get("loss", "softmax"), scale=cfg.get("scale", 16.0),
                           flip_average=cfg.get("flip_tta", False),
-                          conv_widths=tuple(cfg.get("conv_widths", (32, 64, 128))))
+                          conv_widths=tuple(cfg.get("conv_widths", DEFAULT_CONV_WIDTHS)))
         head.load_state_dict(torch.load(self.directory / "head.pt", map_location="cpu", weights_only=True))
         return head.eval()
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 LOSSES = ("softmax", "cosface")
+DEFAULT_CONV_WIDTHS = (32, 64, 128)  # channels of the conv head's stages
 
 
 class EmbeddingHead(nn.Module):
@@ -86,7 +87,7 @@ class ConvEmbeddingHead(EmbeddingHead):
     """
 
     def __init__(self, in_shape: tuple[int, int, int], hidden: int, classes: int, *, dropout: float = 0.5,
-                 input_dropout: float = 0.0, widths: tuple[int, ...] = (32, 64, 128), depth: int = 1,
+                 input_dropout: float = 0.0, widths: tuple[int, ...] = DEFAULT_CONV_WIDTHS, depth: int = 1,
                  loss: str = "softmax", scale: float = 16.0, flip_average: bool = False):
         channels, height, width = in_shape
         if not widths or min(widths) < 1 or min(height, width) < 2 ** len(widths):
@@ -128,7 +129,7 @@ class ConvEmbeddingHead(EmbeddingHead):
 def build_head(kind: str, in_dim: int, hidden: int, classes: int, *, dropout: float = 0.5,
                input_dropout: float = 0.0, in_shape: tuple[int, int, int] | None = None, conv_depth: int = 1,
                loss: str = "softmax", scale: float = 16.0, flip_average: bool = False,
-               conv_widths: tuple[int, ...] = (32, 64, 128)) -> EmbeddingHead:
+               conv_widths: tuple[int, ...] = DEFAULT_CONV_WIDTHS) -> EmbeddingHead:
     """``mlp``: the post's dense layer on any vector; ``conv``: a CNN first, for image-shaped vectors
     (``conv_widths``: channels per stage; ``flip_average``: average each image's vector with its mirror
     image's, outside training)."""

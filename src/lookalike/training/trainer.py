@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, TrainingDivergedError
 from ..workspace import Workspace
-from .heads import LOSSES
+from .heads import DEFAULT_CONV_WIDTHS, LOSSES
 
 Device = Literal["auto", "cpu", "cuda"]
 MODEL_FILE = "model.json"
@@ -54,7 +54,7 @@ class TrainConfig:
     finetune_blocks: int = 0
     head: str = "mlp"
     conv_depth: int = 1
-    conv_widths: tuple[int, ...] = (32, 64, 128)
+    conv_widths: tuple[int, ...] = DEFAULT_CONV_WIDTHS
     augment: bool = False
     erase: float = 0.0
     flip_tta: bool = False
@@ -62,6 +62,12 @@ class TrainConfig:
     margin: float = 0.2
     scale: float = 16.0
     seed: int = 0
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any]) -> TrainConfig:
+        """The config of a model.json (defaults for settings added since; JSON lists back to tuples)."""
+        values = {f.name: saved.get(f.name, f.default) for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
     def check(self) -> None:
         from ..extractors import EXTRACTORS
