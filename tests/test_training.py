@@ -309,3 +309,29 @@ def test_conv_widths_and_erasing_train_resume_and_extract_alike(ws):
         train(ws, TrainConfig(backbone="pixels", name="x-erase", head="conv", augment=True, erase=1.5), log=quiet)
     with pytest.raises(ConfigError, match="at most 5 stages"):
         train(ws, TrainConfig(backbone="pixels", name="x-deep", head="conv", conv_widths=(4,) * 6), log=quiet)
+
+
+def test_init_seed_changes_the_weights_but_not_the_split(ws):
+    def weights(name, **seeds):
+        config = TrainConfig(backbone="pixels", name=name, hidden=16, epochs=1, batch_size=64, **seeds)
+        train(ws, config, progress=False, log=quiet)
+        split = trainer_module.choose_training_items(ws, config)[:2]
+        return torch.load(ws.models_dir / name / "head.pt", weights_only=True), split
+
+    default, split = weights("px-seed-default")
+    same, same_split = weights("px-init-0", init_seed=0)
+    other, other_split = weights("px-init-3", init_seed=3)
+    assert split == same_split == other_split  # --seed alone draws the validation split
+    assert all(torch.equal(default[k], same[k]) for k in default)  # no --init-seed means --init-seed = --seed
+    assert not torch.equal(default["hidden.weight"], other["hidden.weight"])
+    saved = json.loads((ws.models_dir / "px-init-3" / "model.json").read_text())["config"]
+    assert TrainConfig.from_saved(saved).weights_seed == 3
+    del saved["init_seed"]  # a model trained before --init-seed existed
+    assert TrainConfig.from_saved(saved).weights_seed == 0
+
+
+def test_init_seed_on_the_command_line(ws, capsys):
+    assert main(["train", "-w", str(ws.root), "--backbone", "pixels", "--name", "px-cli-init", "--hidden", "8",
+                 "--epochs", "1", "--init-seed", "7"]) == 0
+    saved = json.loads((ws.models_dir / "px-cli-init" / "model.json").read_text())["config"]
+    assert saved["seed"] == 0 and saved["init_seed"] == 7

@@ -167,7 +167,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          holdout_split=args.holdout_split, finetune_blocks=args.finetune_blocks, head=args.head,
                          conv_depth=args.conv_depth, augment=args.augment,
                          erase=args.erase, flip_tta=args.flip_tta, loss=args.loss,
-                         margin=args.margin, scale=args.scale, seed=args.seed,
+                         margin=args.margin, scale=args.scale, seed=args.seed, init_seed=args.init_seed,
                          **({"conv_widths": args.conv_widths} if args.conv_widths else {}))
     result = train(_workspace(args), config, device=args.device, overwrite=args.overwrite)
     print("\n".join(result.lines()))
@@ -347,7 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", type=float, default=0.2, help="cosface margin in cosine (default 0.2)")
     p.add_argument("--scale", type=float, default=16.0, help="cosface logit scale (default 16)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the validation split (and, without --init-seed, "
+                   "of the initial weights and batch order; default 0)")
+    p.add_argument("--init-seed", type=int, default=None,
+                   help="another seed for the initial weights and batch order, same split: models to ensemble")
     p.add_argument("--overwrite", action="store_true", help="discard a model of that name and train anew")
 
     p = add("combine", cmd_combine, "late fusion: a model whose vector joins other models' normalised vectors")

@@ -62,6 +62,12 @@ class TrainConfig:
     margin: float = 0.2
     scale: float = 16.0
     seed: int = 0
+    init_seed: int | None = None
+
+    @property
+    def weights_seed(self) -> int:
+        """Seed of the initial weights and the batch order (``init_seed``, else ``seed``, which also draws the split)."""
+        return self.seed if self.init_seed is None else self.init_seed
 
     @classmethod
     def from_saved(cls, saved: dict[str, Any]) -> TrainConfig:
@@ -212,7 +218,7 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
     directory.mkdir(parents=True, exist_ok=True)
 
     dev = resolve_device(device)
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.weights_seed)
     backbone = create_extractor(config.backbone)
     shape = backbone.feature_shape
     if (config.head == "conv" or config.augment) and not config.finetune_blocks and shape is None:
@@ -278,7 +284,7 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
         started = time.perf_counter()
         model.train()
         data.set_train_mode(model)
-        rng = np.random.default_rng([config.seed, epoch])
+        rng = np.random.default_rng([config.weights_seed, epoch])
         order = rng.permutation(len(train_ids))
         total_loss, correct, seen = 0.0, 0, 0
         bar = tqdm(total=len(order), desc=f"epoch {epoch}/{config.epochs}", unit="item", leave=False,
