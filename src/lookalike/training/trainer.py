@@ -66,7 +66,7 @@ class TrainConfig:
 
     @property
     def weights_seed(self) -> int:
-        """Seed of the initial weights and the batch order (``init_seed``, else ``seed``, which also draws the split)."""
+        """Seed of the initial weights and batch order: ``init_seed``, else ``seed`` (which also draws the split)."""
         return self.seed if self.init_seed is None else self.init_seed
 
     @classmethod
