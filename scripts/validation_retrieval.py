@@ -2,9 +2,8 @@
 
 Queries are a trained model's validation items (held out of its training), the gallery is a seeded
 sample of its training items; prints top-1 same-category accuracy under L1, L2 and Hamming for each
-listed model (all must have vectors for those items). The split is the model's own: its --seed and
-validation fraction over the items with its backbone's vectors; other models trained with the same
---seed (any --init-seed) on the same backbone items share it.
+listed model (all must have vectors for those items). The split is the model's own, as in training;
+other models trained with the same --seed (any --init-seed) on the same backbone items share it.
 
 Usage: python scripts/validation_retrieval.py -w WS --split-of MODEL --models A,B [--queries 2000] [--gallery 10000]
 """
@@ -17,7 +16,7 @@ import json
 import numpy as np
 import torch
 
-from lookalike.training.trainer import TrainConfig, choose_training_items
+from lookalike.training.trainer import TrainConfig, training_split
 from lookalike.workspace import Workspace
 
 
@@ -41,9 +40,7 @@ def main() -> None:
     saved = json.loads((ws.models_dir / args.split_of / "model.json").read_text())["config"]
     config = TrainConfig.from_saved(saved)
     models = args.models.split(",")
-    # the items the model was trained from: those with vectors of its backbone (as in training)
-    candidates = set(ws.feature_store(config.backbone).load()[0].tolist())
-    train_ids, val_ids, _, labels = choose_training_items(ws, config, candidates)
+    train_ids, val_ids, _, labels = training_split(ws, config)
     rng = np.random.default_rng(args.seed)
     q = sorted(rng.choice(val_ids, min(args.queries, len(val_ids)), replace=False).tolist())
     g = sorted(rng.choice(train_ids, min(args.gallery, len(train_ids)), replace=False).tolist())

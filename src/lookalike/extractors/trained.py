@@ -66,14 +66,13 @@ class TrainedExtractor(Extractor):
     def _load_head(self):
         import torch
 
-        from ..training.heads import DEFAULT_CONV_WIDTHS, build_head
+        from ..training.heads import build_head
+        from ..training.trainer import TrainConfig
 
-        cfg = self.saved["config"]
-        head = build_head(cfg.get("head", "mlp"), self.saved["in_dim"], cfg["hidden"], len(self.saved["categories"]),
-                          in_shape=self.backbone.feature_shape, conv_depth=cfg.get("conv_depth", 1),
-                          loss=cfg.get("loss", "softmax"), scale=cfg.get("scale", 16.0),
-                          flip_average=cfg.get("flip_tta", False),
-                          conv_widths=tuple(cfg.get("conv_widths", DEFAULT_CONV_WIDTHS)))
+        cfg = TrainConfig.from_saved(self.saved["config"])  # defaults for settings added since
+        head = build_head(cfg.head, self.saved["in_dim"], cfg.hidden, len(self.saved["categories"]),
+                          in_shape=self.backbone.feature_shape, conv_depth=cfg.conv_depth, loss=cfg.loss,
+                          scale=cfg.scale, flip_average=cfg.flip_tta, conv_widths=cfg.conv_widths)
         head.load_state_dict(torch.load(self.directory / "head.pt", map_location="cpu", weights_only=True))
         return head.eval()
 

@@ -189,6 +189,15 @@ def choose_training_items(workspace: Workspace, config: TrainConfig, candidates:
     return train, val, categories, labelled
 
 
+def training_split(workspace: Workspace, config: TrainConfig
+                   ) -> tuple[list[str], list[str], list[str], dict[str, str]]:
+    """The items ``train`` uses for ``config``: those with the backbone's stored vectors (its readable images;
+    without a store, fine-tuning reads every item), split as in ``choose_training_items``."""
+    store = workspace.feature_store(config.backbone)
+    have = set(store.load()[0].tolist()) if store.exists() or not config.finetune_blocks else None
+    return choose_training_items(workspace, config, have)
+
+
 def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto", overwrite: bool = False,
           progress: bool | None = None, log: Callable[[str], None] = print) -> TrainResult:
     """Train (or resume training) the model ``config.name`` in ``workspace``."""
@@ -224,16 +233,9 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
     if (config.head == "conv" or config.augment) and not config.finetune_blocks and shape is None:
         raise ConfigError(f"--head conv and --augment need a backbone whose vectors are images (pixels); "
                           f"{config.backbone}'s are not")
-    if config.finetune_blocks:
-        store = workspace.feature_store(config.backbone)  # its ids are the items with readable images
-        readable = set(store.load()[0].tolist()) if store.exists() else None
-        train_ids, val_ids, categories, labels = choose_training_items(workspace, config, readable)
-        in_dim = backbone.dim
-    else:
-        store = workspace.feature_store(config.backbone)
-        have = set(store.load()[0].tolist())
-        train_ids, val_ids, categories, labels = choose_training_items(workspace, config, have)
-        in_dim = int(store.manifest()["dim"])
+    store = workspace.feature_store(config.backbone)
+    train_ids, val_ids, categories, labels = training_split(workspace, config)
+    in_dim = backbone.dim if config.finetune_blocks else int(store.manifest()["dim"])
     label_of = {c: i for i, c in enumerate(categories)}
     y_train = torch.tensor([label_of[labels[i]] for i in train_ids])
     y_val = torch.tensor([label_of[labels[i]] for i in val_ids])
@@ -247,7 +249,7 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
         raise ConfigError(f"--conv-widths: {error}") from None
     if config.finetune_blocks:
         data = _ImageData(workspace, backbone, config, train_ids, val_ids, dev)
-        if readable is not None:  # start from the frozen backbone's statistics
+        if store.exists():  # start from the frozen backbone's statistics
             sample = torch.from_numpy(store.vectors_for(train_ids[:10000]).copy())
             head.set_standardisation(sample.mean(0), sample.std(0))
     else:
