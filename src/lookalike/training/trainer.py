@@ -256,6 +256,8 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
         data = _VectorData(store, train_ids, val_ids, shape if config.augment else None, erase=config.erase)
         head.set_standardisation(*data.statistics())
     model = data.model(head).to(dev)
+    if config.head == "conv":  # oneDNN's convolutions run ~20% faster on a CPU in this layout
+        model = model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_ids) / config.batch_size)
