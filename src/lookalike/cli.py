@@ -112,11 +112,14 @@ def cmd_search(args: argparse.Namespace) -> int:
             raise LookalikeError("--box applies to --image; catalogue items use their own bounding box")
         result = engine.search_item(args.item, args.model, metric, args.k)
     else:
-        box = parse_box(args.box) if args.box else None
+        mode = (args.box or "auto").strip()
+        box = mode if mode in ("auto", "none") else parse_box(mode)
         result = engine.search_image(args.image, args.model, metric, args.k, box=box, weights=args.weights)
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
+    if result.query.get("box_source") == "none" and args.item is None and (args.box or "auto") == "auto":
+        print("no item found in the photo: searched the whole photo", file=sys.stderr)
     print(f"query: {result.query}  model: {result.model}  metric: {result.metric}")
     for rank, m in enumerate(result.results, 1):
         print(f"{rank:>3}. {m.distance:>12.4f}  {m.category:<16} {m.item_id}")
@@ -144,9 +147,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     ws = _workspace(args)
-    report = evaluate(ws, models, Metric.parse_list(args.metrics), subset=args.subset,
-                      queries=args.queries, seed=args.seed, protocol=args.protocol, split=args.split,
-                      gallery_split=args.gallery_split)
+    if args.query_photos is not None:
+        from .photos.evaluation import evaluate_photos
+
+        report = evaluate_photos(ws, models, Metric.parse_list(args.metrics), args.query_photos,
+                                 boxes=args.box or "given,auto,none", subset=args.subset, seed=args.seed,
+                                 protocol=args.protocol, split=args.split, gallery_split=args.gallery_split)
+    else:
+        if args.box is not None:
+            raise LookalikeError("--box chooses how query photos are cropped: use it with --query-photos")
+        report = evaluate(ws, models, Metric.parse_list(args.metrics), subset=args.subset,
+                          queries=args.queries, seed=args.seed, protocol=args.protocol, split=args.split,
+                          gallery_split=args.gallery_split)
     print(json.dumps(report.to_dict()) if args.json else report.table())
     if args.report is not None:
         from .report import write_report
@@ -157,19 +169,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+_TRAIN_FIELDS = ("backbone", "name", "hidden", "top_categories", "epochs", "batch_size", "lr", "weight_decay",
+                 "dropout", "input_dropout", "label_smoothing", "holdout_split", "finetune_blocks", "head",
+                 "conv_depth", "conv_widths", "augment", "erase", "flip_tta", "loss", "margin", "scale", "seed",
+                 "init_seed", "photo_views", "instance_weight", "temperature", "val_photos")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .training import TrainConfig, train
 
-    config = TrainConfig(backbone=args.backbone, name=args.name, hidden=args.hidden,
-                         top_categories=args.top_categories, epochs=args.epochs, batch_size=args.batch_size,
-                         lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout,
-                         input_dropout=args.input_dropout, label_smoothing=args.label_smoothing,
-                         holdout_split=args.holdout_split, finetune_blocks=args.finetune_blocks, head=args.head,
-                         conv_depth=args.conv_depth, augment=args.augment,
-                         erase=args.erase, flip_tta=args.flip_tta, loss=args.loss,
-                         margin=args.margin, scale=args.scale, seed=args.seed, init_seed=args.init_seed,
-                         **({"conv_widths": args.conv_widths} if args.conv_widths else {}))
-    result = train(_workspace(args), config, device=args.device, overwrite=args.overwrite)
+    # flags left unset are dropped, so TrainConfig (or the recipe) holds every default
+    given = {f: getattr(args, f) for f in _TRAIN_FIELDS if getattr(args, f) is not None}
+    ws = _workspace(args)
+    if args.recipe is not None:
+        from .training.recipes import train_recipe
+
+        given.pop("name")
+        result, localiser = train_recipe(ws, args.recipe, args.name, device=args.device, overwrite=args.overwrite,
+                                         localiser_photos=args.localiser_photos, **given)
+        if localiser is not None:
+            print(f"localiser: validation mean IoU {localiser['best_val_mean_iou']:.3f}, saved in {ws.root / 'localiser'}")
+    else:
+        if "backbone" not in given:
+            raise LookalikeError("--backbone is required (or use --recipe photos, which picks its own)")
+        result = train(ws, TrainConfig(**given), device=args.device, overwrite=args.overwrite)
     print("\n".join(result.lines()))
     return 0
 
@@ -188,6 +211,26 @@ def cmd_combine(args: argparse.Namespace) -> int:
                           weights, overwrite=args.overwrite)
     print(f"{model.name}: {model.config.architecture} ({model.dim}-d); saved in {model.directory}")
     print(f"extract its vectors (from the parts' stores) with: lookalike extract --model {model.name} -w {ws.root}")
+    return 0
+
+
+def cmd_photos_make(args: argparse.Namespace) -> int:
+    from .photos import make_query_photos
+
+    ws = _workspace(args)
+    items, described = None, f"split {args.split!r} items"
+    if args.validation_of is not None:
+        from .training.trainer import TrainConfig, training_split
+
+        saved = ws.models_dir / args.validation_of / "model.json"
+        if not saved.is_file():
+            raise LookalikeError(f"--validation-of: no model {args.validation_of!r} trained in {ws.root}")
+        config = TrainConfig.from_saved(json.loads(saved.read_text())["config"])
+        items = training_split(ws, config)[1]
+        described = f"validation items of {args.validation_of}"
+    path = make_query_photos(ws, args.out, count=args.count, split=args.split, items=items, seed=args.seed)
+    print(f"wrote synthetic photos of {described} and {path}")
+    print(f"evaluate with: lookalike evaluate --query-photos {path} --models MODEL -w {ws.root}")
     return 0
 
 
@@ -280,6 +323,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, type=Path)
     e.set_defaults(func=cmd_features_export)
 
+    p = sub.add_parser("photos", help="query photos: make synthetic phone photos of catalogue items",
+                       description="query photos: make synthetic phone photos of catalogue items")
+    psub = p.add_subparsers(dest="photos_command", required=True, metavar="ACTION")
+    e = psub.add_parser("make", help="phone-like photos of seeded items of a split, with photos.csv (true boxes, "
+                                     "item ids) for evaluate --query-photos")
+    e.add_argument("-w", "--workspace", type=Path, default=None, help=WORKSPACE_HELP)
+    e.add_argument("--out", required=True, type=Path, help="folder for photos/ and photos.csv")
+    e.add_argument("--split", default="test", help="photograph items of this split (default test)")
+    e.add_argument("--validation-of", default=None, metavar="MODEL",
+                   help="photograph the validation items of this trained model instead (for choosing models "
+                        "without touching the test split)")
+    e.add_argument("--count", type=int, default=400, help="number of photos (default 400)")
+    e.add_argument("--seed", type=int, default=0)
+    e.set_defaults(func=cmd_photos_make)
+
     p = add("index", cmd_index, "build nearest-neighbour indexes from a feature store")
     p.add_argument("--model", required=True)
     p.add_argument("--metric", default="l1,l2,hamming", help="comma-separated metrics (default: all three)")
@@ -289,7 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--item", help="catalogue item id to search from (excluded from its own results)")
     q.add_argument("--image", type=Path, help="photo to search from")
-    p.add_argument("--box", help="crop the photo to x1,y1,x2,y2 (pixels) first")
+    p.add_argument("--box", default=None,
+                   help="where the item is: x1,y1,x2,y2 in pixels, 'auto' (find it; the default) or 'none' (the "
+                        "whole photo)")
     p.add_argument("--model", required=True)
     p.add_argument("--metric", default="l2", help="l1, l2 or hamming (default l2)")
     p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
@@ -307,47 +367,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="query split for the held-out protocol (default test)")
     p.add_argument("--gallery-split", default=None,
                    help="held-out protocol: gallery from this split only (default: every other split)")
+    p.add_argument("--query-photos", type=Path, default=None, metavar="CSV",
+                   help="search with these photos instead (path,category[,x1,y1,x2,y2][,item]; paths relative to "
+                        "the CSV); the gallery is --subset items (outside --split for held-out) plus the named items")
+    p.add_argument("--box", default=None, metavar="MODES",
+                   help="with --query-photos: any of given,auto,none (the CSV's box, the localiser's, the whole "
+                        "photo; default all three)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--report", type=Path, default=None, metavar="DIR",
                    help="write report.md, report.json, top1.png and matches.png into DIR")
 
     p = add("train", cmd_train, "transfer learning: train a new dense layer + softmax on a backbone's features")
-    p.add_argument("--backbone", required=True, help="pretrained extractor whose features feed the new layer")
+    p.add_argument("--backbone", default=None, help="pretrained extractor whose features feed the new layer "
+                   "(required unless --recipe picks one)")
     p.add_argument("--name", required=True, help="name of the new model (an extractor once trained)")
-    p.add_argument("--hidden", type=int, default=4096, help="units of the new hidden layer (default 4096)")
+    p.add_argument("--recipe", choices=["photos"], default=None,
+                   help="photos: the recommended model for customer photos in one command (Lite0 + street-to-shop "
+                        "training on synthetic photos, chosen on validation photos) and the item localiser; other "
+                        "flags override its settings")
+    p.add_argument("--hidden", type=int, default=None, help="units of the new hidden layer (default 4096)")
     p.add_argument("--top-categories", type=int, default=None, metavar="K",
                    help="train on the K most common categories only")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one-cycle schedule, AdamW)")
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--dropout", type=float, default=0.5, help="dropout after the hidden layer")
-    p.add_argument("--input-dropout", type=float, default=0.2, help="dropout on the backbone features")
-    p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--holdout-split", default="test", help="split never used for training (default test)")
-    p.add_argument("--finetune-blocks", type=int, default=0, metavar="N",
+    p.add_argument("--epochs", type=int, default=None, help="default 20 (the photos recipe: 30)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 256")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (one-cycle schedule, AdamW)")
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--dropout", type=float, default=None, help="dropout after the hidden layer")
+    p.add_argument("--input-dropout", type=float, default=None, help="dropout on the backbone features")
+    p.add_argument("--label-smoothing", type=float, default=None)
+    p.add_argument("--holdout-split", default=None, help="split never used for training (default test)")
+    p.add_argument("--finetune-blocks", type=int, default=None, metavar="N",
                    help="also train the backbone's last N blocks on the images (slow; meant for a GPU)")
-    p.add_argument("--head", choices=["mlp", "conv"], default="mlp",
+    p.add_argument("--head", choices=["mlp", "conv"], default=None,
                    help="mlp: the dense layer on the vectors (default); conv: a small CNN first, for image-shaped "
                         "vectors (pixels)")
-    p.add_argument("--conv-depth", type=int, default=1, metavar="D",
+    p.add_argument("--conv-depth", type=int, default=None, metavar="D",
                    help="conv layers per stage of the conv head (default 1; 2 is a VGG-style stage)")
     p.add_argument("--conv-widths", type=_channel_counts, default=None, metavar="C1,C2,...",
                    help="channels of the conv head's stages, each ending in a 2x2 max-pool (default 32,64,128)")
-    p.add_argument("--augment", action="store_true",
+    p.add_argument("--augment", action="store_true", default=None,
                    help="random flips and 2-pixel shifts of image-shaped vectors (pixels) while training")
-    p.add_argument("--erase", type=float, default=0.0, metavar="P",
+    p.add_argument("--erase", type=float, default=None, metavar="P",
                    help="with --augment: random erasing, a noise rectangle on this share of the training images")
-    p.add_argument("--flip-tta", action="store_true",
+    p.add_argument("--flip-tta", action="store_true", default=None,
                    help="conv head: an image's vector is the mean of its own and its mirror image's (validation, "
                         "extract and search alike)")
-    p.add_argument("--loss", choices=["softmax", "cosface"], default="softmax",
+    p.add_argument("--loss", choices=["softmax", "cosface"], default=None,
                    help="softmax: ReLU hidden layer + softmax (the post's); cosface: L2-normalised hidden layer + "
                         "large-margin cosine softmax, which makes nearest neighbours follow the classifier")
-    p.add_argument("--margin", type=float, default=0.2, help="cosface margin in cosine (default 0.2)")
-    p.add_argument("--scale", type=float, default=16.0, help="cosface logit scale (default 16)")
+    p.add_argument("--margin", type=float, default=None, help="cosface margin in cosine (default 0.2)")
+    p.add_argument("--scale", type=float, default=None, help="cosface logit scale (default 16)")
+    p.add_argument("--localiser-photos", type=int, default=2000, metavar="N",
+                   help="--recipe photos: synthetic photos the item localiser trains on (default 2000)")
+    p.add_argument("--photo-views", type=int, default=None, metavar="V",
+                   help="street-to-shop: V synthetic phone photos per training item, paired with the clean item "
+                        "(frozen backbone, mlp head; the best epoch is chosen on validation photos)")
+    p.add_argument("--instance-weight", type=float, default=None,
+                   help="with --photo-views: weight of the photo-to-its-item contrastive loss (default 1)")
+    p.add_argument("--temperature", type=float, default=None, help="of that loss (default 0.05)")
+    p.add_argument("--val-photos", type=int, default=None, help="validation photos with --photo-views (default 500)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--seed", type=int, default=0, help="seed of the validation split (and, without --init-seed, "
+    p.add_argument("--seed", type=int, default=None, help="seed of the validation split (and, without --init-seed, "
                    "of the initial weights and batch order; default 0)")
     p.add_argument("--init-seed", type=int, default=None,
                    help="another seed for the initial weights and batch order, same split: models to ensemble")

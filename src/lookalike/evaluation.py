@@ -41,6 +41,18 @@ class EvalRow:
     map_at_r: float
     per_category_top1: dict[str, float] = field(default_factory=dict)
     item_recall_at: dict[int, float] | None = None  # exact-item Recall@k (items with product ids)
+    box: str | None = None  # query photos: given / auto / none
+
+    def to_dict(self) -> dict[str, Any]:
+        row = asdict(self)
+        if self.box is None:
+            del row["box"]
+        for k, v in (self.item_recall_at or {}).items():
+            row[f"item_recall@{k}"] = v
+        if self.box is not None:
+            row.setdefault("item_recall@1", None)
+            row.setdefault("item_recall@10", None)
+        return row
 
 
 @dataclass
@@ -56,16 +68,23 @@ class EvalReport:
     gallery_split: str | None = None
     split: str | None = None
     examples: dict[str, Any] = field(default_factory=dict)  # a few queries' top matches, for pictures
+    photos: dict[str, Any] | None = None  # query-photo evaluation: the CSV, box modes, localiser IoU
 
     def best_metric(self, model: str) -> str:
         """The metric under which ``model`` scores the best top-1."""
         return max((r for r in self.rows if r.model == model), key=lambda r: r.top1).metric
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["rows"] = [r.to_dict() for r in self.rows]
+        if self.photos is None:
+            del out["photos"]
+        return out
 
     def table(self) -> str:
         """Models as rows, metrics as columns (top-1 same-category accuracy), like the post's table."""
+        if self.photos is not None:
+            return self._photo_table()
         metrics = sorted({r.metric for r in self.rows}, key=[m.value for m in Metric].index)
         models = list(dict.fromkeys(r.model for r in self.rows))
         by = {(r.model, r.metric): r.top1 for r in self.rows}
@@ -82,6 +101,39 @@ class EvalReport:
             for r in self.rows:
                 lines.append(f"  {r.model:<{width}} {r.metric:>8}  " + "  ".join(
                     f"R@{k} {v:.1%}" for k, v in (r.item_recall_at or {}).items()))
+        return "\n".join(lines)
+
+
+    def _photo_table(self) -> str:
+        """Query photos: a row per model x box mode, top-1 and exact-item R@1 / R@10 per metric."""
+        metrics = sorted({r.metric for r in self.rows}, key=[m.value for m in Metric].index)
+        keys = list(dict.fromkeys((r.model, r.box) for r in self.rows))
+        by = {(r.model, r.box, r.metric): r for r in self.rows}
+        width = max([len(m) + 8 for m, _ in keys] + [20])
+        items = any(r.item_recall_at for r in self.rows)
+        head = " ".join(f"{m:>8}" + (f" {'R@1':>6} {'R@10':>6}" if items else "") for m in metrics)
+        lines = [f"{'model (box)':<{width}} {head}",
+                 f"{'random pairs':<{width}} " + " ".join(f"{self.baseline_top1:>8.1%}" + (" " * 14 if items else "")
+                                                          for _ in metrics)]
+        for model, box in keys:
+            cells = []
+            for m in metrics:
+                r = by.get((model, box, m))
+                cell = f"{r.top1:>8.1%}" if r else f"{'-':>8}"
+                if items:
+                    rec = (r.item_recall_at or {}) if r else {}
+                    cell += "".join(f" {rec[k]:>6.1%}" if k in rec else f" {'-':>6}" for k in (1, 10))
+                cells.append(cell)
+            lines.append(f"{model + ' (' + str(box) + ')':<{width}} " + " ".join(cells))
+        info = self.photos or {}
+        lines.append(f"(query photos {info.get('csv')}: {self.queries} photos against {self.gallery} gallery items, "
+                     f"seed {self.seed}; top-1 same-category accuracy" + (", exact-item R@1 / R@10" if items else "")
+                     + ")")
+        iou = info.get("localiser_iou")
+        if iou:
+            lines.append(f"localiser ({info.get('localiser')}): mean IoU {iou['mean_iou']:.3f} with the given boxes, "
+                         f"IoU >= 0.5 on {iou['iou>=0.5']:.1%} of {iou['photos']} photos; an item found in "
+                         f"{iou['found']:.1%}")
         return "\n".join(lines)
 
 
@@ -210,3 +262,44 @@ def _score(model: str, metric: str, hits: np.ndarray, relevant: np.ndarray, quer
         ap.append(float((np.cumsum(top) / ranks[:r] * top).sum() / r))
     per_cat = {c: float(hits[query_cats == c, 0].mean()) for c in sorted(set(query_cats.tolist()))}
     return EvalRow(model, metric, float(hits[:, 0].mean()), precision, recall, float(np.mean(ap)), per_cat)
+
+
+class RetrievalEvaluator:
+    """Scores a vector transform on fixed queries and gallery: built once, called every epoch.
+
+    Queries and gallery are vectors in one base space (e.g. a frozen backbone's); ``__call__(transform)``
+    maps both through ``transform`` (a trained head's ``embed``; identity when None), searches the gallery
+    under ``metric`` and returns top-1 same-category accuracy and, for queries naming their item,
+    exact-item Recall@1 and @10 (as in sentence-transformers' evaluators: one object, used by training to
+    choose its checkpoint and by scripts alike).
+    """
+
+    def __init__(self, queries: np.ndarray, query_categories: list[str], gallery: np.ndarray,
+                 gallery_ids: list[str], gallery_categories: list[str], query_items: list[str | None] | None = None,
+                 metric: Metric | str = "l2", name: str = "retrieval"):
+        if len(queries) != len(query_categories) or len(gallery) != len(gallery_ids) != len(gallery_categories):
+            raise ConfigError("queries, gallery and their labels must have matching lengths")
+        if len(queries) == 0 or len(gallery) == 0:
+            raise ConfigError(f"{name}: needs at least one query and one gallery item")
+        self.queries, self.gallery = queries, gallery
+        self.query_categories = np.asarray(query_categories)
+        self.gallery_ids = np.asarray(gallery_ids)
+        self.gallery_categories = np.asarray(gallery_categories)
+        self.query_items = query_items
+        self.metric = Metric.parse(metric)
+        self.name = name
+
+    def __call__(self, transform=None) -> dict[str, float]:
+        queries = self.queries if transform is None else transform(self.queries)
+        gallery = self.gallery if transform is None else transform(self.gallery)
+        index = ItemIndex.build(self.name, self.metric, self.gallery_ids, np.ascontiguousarray(gallery, np.float32))
+        found = index.search(np.ascontiguousarray(queries, np.float32), 10, model=self.name)
+        position = {g: n for n, g in enumerate(self.gallery_ids.tolist())}
+        top1 = [self.gallery_categories[position[row[0][0]]] == c if row else False
+                for row, c in zip(found, self.query_categories)]
+        scores = {"top1": float(np.mean(top1))}
+        if self.query_items is not None and any(i is not None for i in self.query_items):
+            named = [(row, i) for row, i in zip(found, self.query_items) if i is not None]
+            for k in (1, 10):
+                scores[f"item_recall@{k}"] = float(np.mean([i in [g for g, _ in row[:k]] for row, i in named]))
+        return scores

@@ -107,14 +107,15 @@ def crop_to_box(img: Image.Image, box: Sequence[float], *, name: str = "image") 
     x1, y1, x2, y2 = (float(v) for v in box)
     if not all(np.isfinite([x1, y1, x2, y2])):
         raise ImageError(f"{name}: box {tuple(box)} has a non-finite number")
-    x1, x2 = max(0.0, x1), min(float(img.width), x2)
-    y1, y2 = max(0.0, y1), min(float(img.height), y2)
-    if x2 - x1 < 1 or y2 - y1 < 1:
+    # whole pixels that the box touches, clipped to the image
+    left, right = max(0, int(np.floor(x1))), min(img.width, int(np.ceil(x2)))
+    top, bottom = max(0, int(np.floor(y1))), min(img.height, int(np.ceil(y2)))
+    if x2 - x1 <= 0 or y2 - y1 <= 0 or right - left < 1 or bottom - top < 1:
         raise ImageError(
             f"{name}: box {tuple(box)} is empty inside the {img.width}x{img.height} image "
-            "(expected x1 < x2, y1 < y2 in pixels)"
+            "(expected x1 < x2, y1 < y2 in pixels, overlapping the image)"
         )
-    return img.crop((round(x1), round(y1), round(x2), round(y2)))
+    return img.crop((left, top, right, bottom))
 
 
 def parse_box(text: str) -> Box:

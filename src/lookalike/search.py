@@ -43,6 +43,7 @@ class SearchEngine:
         self.backend = backend
         self._indexes: dict[tuple[str, Metric], ItemIndex] = {}
         self._extractors: dict[str, Any] = {}
+        self._localiser = None
 
     # -- indexes -----------------------------------------------------------------------------
     def build_index(self, model: str, metric: Metric | str) -> ItemIndex:
@@ -100,18 +101,46 @@ class SearchEngine:
         return SearchResult(model, metric.value, query, matches)
 
     def search_image(self, image: str | Path | bytes, model: str, metric: Metric | str, k: int = 10, *,
-                     box: tuple[float, float, float, float] | None = None,
+                     box: tuple[float, float, float, float] | str | None = None,
                      weights: str | Path | None = None) -> SearchResult:
-        """Items nearest to a photo (cropped to ``box`` if given)."""
-        from .images import load_image
+        """Items nearest to a photo.
+
+        ``box``: ``(x1, y1, x2, y2)`` in pixels (clipped to the photo), ``"auto"`` (the localiser finds the item;
+        the whole photo when it finds none) or ``"none"``/``None`` (the whole photo). The query records the box
+        used and its source (``given``, ``auto`` or ``none``); with ``"auto"`` also every candidate box found.
+        """
+        from .images import crop_to_box, load_image
 
         metric = Metric.parse(metric)
         extractor = self._extractor(model, weights)
-        img = load_image(image, box)
-        vector = extractor.embed([img])
+        img = load_image(image)
+        name = "<upload>" if isinstance(image, bytes) else str(image)
+        query: dict[str, Any] = {"image": name, "size": [img.width, img.height]}
+        if isinstance(box, str) and box not in ("auto", "none"):
+            raise ConfigError(f"box must be x1,y1,x2,y2, 'auto' or 'none'; got {box!r}")
+        if box == "auto":
+            used, source, found = self.localiser().choose(img)
+            query["candidates"] = [d.to_dict() for d in found]
+            crop = img if used is None else img.crop(tuple(round(v) for v in used))
+        elif box is None or box == "none":
+            used, crop, source = None, img, "none"
+        else:
+            crop = crop_to_box(img, box, name=name)
+            x1, y1, x2, y2 = (float(v) for v in box)
+            used, source = (max(0.0, x1), max(0.0, y1), min(float(img.width), x2), min(float(img.height), y2)), "given"
+        query["box"] = [round(v, 1) for v in used] if used is not None else None
+        query["box_source"] = source
+        vector = extractor.embed([crop])
         matches = self.search_vectors(vector, model, metric, k)[0]
-        query = {"image": "<upload>" if isinstance(image, bytes) else str(image), "box": list(box) if box else None}
         return SearchResult(model, metric.value, query, matches)
+
+    def localiser(self):
+        """The workspace's item localiser (trained by ``train --recipe photos``, else SCDA), loaded once."""
+        if self._localiser is None:
+            from .photos.localise import workspace_localiser
+
+            self._localiser = workspace_localiser(self.workspace)
+        return self._localiser
 
     def _extractor(self, model: str, weights: str | Path | None):
         from .extractors import create_extractor

@@ -56,11 +56,15 @@ class EmbeddingHead(nn.Module):
         """The hidden layer's activations: the trained model's feature vector."""
         return self.activate(self.hidden(self.input_dropout((x - self.mean) / self.std)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.dropout(self.embed(x))
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Feature vectors (from ``embed``) -> category logits."""
+        features = self.dropout(features)
         if self.cosine:
             return self.scale * F.normalize(features, dim=1) @ F.normalize(self.classifier.weight, dim=1).T
         return self.classifier(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.embed(x))
 
 
 class OnBackbone(nn.Module):

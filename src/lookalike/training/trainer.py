@@ -63,6 +63,11 @@ class TrainConfig:
     scale: float = 16.0
     seed: int = 0
     init_seed: int | None = None
+    photo_views: int = 0  # synthetic phone photos per training item (street-to-shop training; frozen backbone)
+    instance_weight: float = 1.0  # weight of the photo-to-its-item contrastive loss
+    temperature: float = 0.05  # of that loss
+    val_photos: int = 500  # validation photos (of validation items) that choose the best epoch
+    recipe: str | None = None  # the named recipe these settings came from
 
     @property
     def weights_seed(self) -> int:
@@ -112,6 +117,16 @@ class TrainConfig:
             raise ConfigError(f"--scale must be positive and --margin in [0, 1); got {self.scale} and {self.margin}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"--lr must be a positive number, got {self.lr}")
+        if self.photo_views < 0 or self.val_photos < 0:
+            raise ConfigError(f"--photo-views and --val-photos must be >= 0, got {self.photo_views}, {self.val_photos}")
+        if self.photo_views and (self.head != "mlp" or self.finetune_blocks):
+            raise ConfigError("--photo-views trains a dense head on a frozen backbone's vectors: use --head mlp "
+                              "without --finetune-blocks")
+        if self.photo_views and self.val_photos < 1:
+            raise ConfigError("--photo-views chooses its best epoch on validation photos: --val-photos must be >= 1")
+        if not (self.temperature > 0 and self.instance_weight >= 0):
+            raise ConfigError(f"--temperature must be positive and --instance-weight >= 0; got {self.temperature}, "
+                              f"{self.instance_weight}")
 
 
 @dataclass
@@ -252,6 +267,9 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
         if store.exists():  # start from the frozen backbone's statistics
             sample = torch.from_numpy(store.vectors_for(train_ids[:10000]).copy())
             head.set_standardisation(sample.mean(0), sample.std(0))
+    elif config.photo_views:
+        data = _PhotoViewData(workspace, store, backbone, config, train_ids, val_ids, labels, directory, log)
+        head.set_standardisation(*data.statistics())
     else:
         data = _VectorData(store, train_ids, val_ids, shape if config.augment else None, erase=config.erase)
         head.set_standardisation(*data.statistics())
@@ -295,10 +313,8 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
                    disable=None if progress is None else not progress)
         for start in range(0, len(order), config.batch_size):
             batch = order[start : start + config.batch_size]
-            x = data.train_batch(batch, rng).to(dev)
             y = y_train[batch].to(dev)
-            logits = model(x)
-            loss = _loss(loss_fn, logits, y)
+            logits, y, loss = data.batch_loss(model, batch, rng, y, loss_fn, dev)
             if not torch.isfinite(loss):
                 bar.close()
                 state["status"] = "diverged"
@@ -312,12 +328,12 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
             loss.backward()
             optimiser.step()
             schedule.step()
-            total_loss += float(loss.detach()) * len(batch)
+            total_loss += float(loss.detach()) * len(y)
             correct += int((logits.argmax(1) == y).sum())
-            seen += len(batch)
+            seen += len(y)
             bar.update(len(batch))
         bar.close()
-        val_loss, val_acc = _validate(model, data, y_val, loss_fn, dev)
+        val_loss, val_acc = data.validate(model, y_val, loss_fn, dev)
         stats = EpochStats(epoch, total_loss / seen, correct / seen, val_loss, val_acc,
                            time.perf_counter() - started)
         state["history"].append(asdict(stats))
@@ -326,7 +342,8 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
             state["best_epoch"], state["best_val_acc"] = epoch, val_acc
             data.save_best(model, directory)
         log(f"epoch {epoch:>3}/{config.epochs}  train loss {stats.train_loss:.4f} acc {stats.train_acc:.1%}  "
-            f"val loss {val_loss:.4f} acc {val_acc:.1%}  {stats.seconds:.0f}s{'  best' if best else ''}")
+            f"val loss {val_loss:.4f} {data.score_name} {val_acc:.1%}{data.score_details()}  {stats.seconds:.0f}s"
+            f"{'  best' if best else ''}")
         _save_checkpoint(checkpoint, model, optimiser, schedule, epoch)
         _write_model_file(directory, state)
     state["status"] = "trained"
@@ -434,7 +451,29 @@ def _result_from_file(directory: Path, saved: dict[str, Any]) -> TrainResult:
                        [EpochStats(**h) for h in saved["history"]])
 
 
-class _VectorData:
+class _Data:
+    """Where training batches come from; ``batch_loss`` and ``validate`` are the trainer's two calls."""
+
+    val_chunk = 4096
+    score_name = "acc"
+
+    def train_batch(self, batch: np.ndarray, rng: np.random.Generator):
+        raise NotImplementedError
+
+    def score_details(self) -> str:
+        return ""
+
+    def batch_loss(self, model, batch: np.ndarray, rng: np.random.Generator, y, loss_fn, dev):
+        """(logits, their labels, loss) of one training batch."""
+        logits = model(self.train_batch(batch, rng).to(dev))
+        return logits, y, _loss(loss_fn, logits, y)
+
+    def validate(self, model, y_val, loss_fn, dev) -> tuple[float, float]:
+        """(validation loss, the score that chooses the best epoch)."""
+        return _validate(model, self, y_val, loss_fn, dev)
+
+
+class _VectorData(_Data):
     """Frozen backbone: training batches are rows of the backbone's feature store."""
 
     val_chunk = 4096
@@ -472,7 +511,7 @@ class _VectorData:
         (directory / "head.pt.tmp").replace(directory / "head.pt")
 
 
-class _ImageData:
+class _ImageData(_Data):
     """Fine-tuning: batches are images through the backbone, whose last N blocks train (BN statistics frozen)."""
 
     val_chunk = 128
@@ -524,3 +563,74 @@ class _ImageData:
         for name, part in (("head.pt", model.head), ("backbone.pt", model.backbone)):
             torch.save(part.state_dict(), directory / (name + ".tmp"))
             (directory / (name + ".tmp")).replace(directory / name)
+
+
+class _PhotoViewData(_VectorData):
+    """Street-to-shop: each batch pairs items' clean vectors with one synthetic photo of each (frozen backbone).
+
+    Loss: the category loss on both, plus a contrastive loss that makes each photo nearest its own item
+    among the batch's items (InfoNCE, both directions), which keeps what tells items of one category apart.
+    The best epoch is the one whose validation photos (of validation items, true box) find their category
+    and their item best in a gallery of training and validation items.
+    """
+
+    def __init__(self, workspace: Workspace, store, backbone, config: TrainConfig, train_ids, val_ids, labels,
+                 directory: Path, log):
+        import torch
+
+        from ..evaluation import RetrievalEvaluator
+        from .photo_views import photo_view_vectors
+
+        super().__init__(store, train_ids, val_ids)
+        self.config = config
+        views = photo_view_vectors(workspace, backbone, train_ids, config.photo_views, config.seed, directory,
+                                   log=log)
+        self.views = torch.from_numpy(views)
+        rng = np.random.default_rng([config.seed, 11])
+        photo_items = sorted(val_ids[i] for i in rng.choice(len(val_ids), min(config.val_photos, len(val_ids)),
+                                                            replace=False))
+        photos = photo_view_vectors(workspace, backbone, photo_items, 1, config.seed + 1_000_003, directory,
+                                    prefix="val-photos", given_only=True, log=log)[:, 0]
+        gallery_ids = sorted(train_ids[i] for i in rng.choice(len(train_ids), min(10000, len(train_ids)),
+                                                              replace=False)) + list(val_ids)
+        self.evaluator = RetrievalEvaluator(photos, [labels[i] for i in photo_items], store.vectors_for(gallery_ids),
+                                            gallery_ids, [labels[i] for i in gallery_ids], photo_items,
+                                            name="validation photos")
+        self.last_scores: dict[str, float] = {}
+
+    score_name = "photo score"
+
+    def score_details(self) -> str:
+        return " (" + ", ".join(f"{k} {v:.1%}" for k, v in self.last_scores.items()) + ")"
+
+    def batch_loss(self, model, batch, rng, y, loss_fn, dev):
+        import torch
+        import torch.nn.functional as F
+
+        clean = self.x_train[batch]
+        photo = self.views[torch.from_numpy(batch), torch.from_numpy(rng.integers(self.views.shape[1], size=len(batch)))]
+        features = model.embed(torch.cat([clean, photo]).to(dev))
+        labels = torch.cat([y, y])
+        logits = model.logits(features)
+        loss = _loss(loss_fn, logits, labels)
+        if self.config.instance_weight:
+            a, b = F.normalize(features[: len(batch)], dim=1), F.normalize(features[len(batch) :], dim=1)
+            similarity = b @ a.T / self.config.temperature
+            target = torch.arange(len(batch), device=similarity.device)
+            contrast = (F.cross_entropy(similarity, target) + F.cross_entropy(similarity.T, target)) / 2
+            loss = loss + self.config.instance_weight * contrast
+        return logits, labels, loss
+
+    def validate(self, model, y_val, loss_fn, dev) -> tuple[float, float]:
+        """Validation loss on clean items; the score is the mean of photo top-1 and photo item Recall@10."""
+        import torch
+
+        val_loss, _ = _validate(model, self, y_val, loss_fn, dev)
+
+        def transform(vectors: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return torch.cat([model.embed(torch.from_numpy(vectors[s : s + 4096]).to(dev)).cpu()
+                                  for s in range(0, len(vectors), 4096)]).numpy()
+
+        self.last_scores = self.evaluator(transform)
+        return val_loss, (self.last_scores["top1"] + self.last_scores.get("item_recall@10", 0.0)) / 2

@@ -234,7 +234,8 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
     async def search_upload(file: Annotated[UploadFile, File(description="the photo (JPEG, PNG, WebP, ...)")],
                             system: Annotated[str, Form()] = "",
                             k: Annotated[int, Form()] = 12,
-                            box: Annotated[str, Form(description="optional crop x1,y1,x2,y2 in pixels")] = ""
+                            box: Annotated[str, Form(description="x1,y1,x2,y2 in pixels, 'auto' (find the item; "
+                                                                 "the default) or 'none' (the whole photo)")] = ""
                             ) -> dict[str, Any]:
         from ..images import parse_box
 
@@ -243,10 +244,13 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
         data = await file.read(state.settings.max_upload_bytes + 1)
         if len(data) > state.settings.max_upload_bytes:
             raise HTTPException(413, f"the upload is larger than {state.settings.max_upload_bytes:,} bytes")
-        crop = parse_box(box) if box.strip() else None
+        mode = box.strip() or "auto"
+        crop = mode if mode in ("auto", "none") else parse_box(mode)
         with state.lock:  # content is sniffed by decoding it, never trusted from the name
             result = state.engine.search_image(data, model, metric, k, box=crop)
-        return {"system": f"{model}/{metric.value}", "query": {"box": list(crop) if crop else None},
+        query = {key: result.query[key] for key in ("box", "box_source", "size")}
+        query["candidates"] = result.query.get("candidates", [])
+        return {"system": f"{model}/{metric.value}", "query": query,
                 "results": [item_json(m) for m in result.results]}
 
     @app.get("/api/search/item", summary="Search from a catalogue item (excluded from its own results)")

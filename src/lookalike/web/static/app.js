@@ -20,19 +20,26 @@ function initSearch() {
   const select = $("system");
   for (const s of systems) select.add(new Option(s, s));
   const canvas = $("preview"), ctx = canvas.getContext("2d");
-  let file = null, image = null, scale = 1, drag = null;
+  let file = null, image = null, scale = 1, drag = null, moved = false, candidates = [], used = null;
 
+  function parseBox(text) {
+    const box = text.split(",").map(Number);
+    return box.length === 4 && box.every((v) => !isNaN(v)) && box[2] > box[0] && box[3] > box[1] ? box : null;
+  }
+  function stroke(box, colour, width, dash) {
+    ctx.strokeStyle = colour; ctx.lineWidth = width; ctx.setLineDash(dash);
+    ctx.strokeRect(box[0] / scale, box[1] / scale, (box[2] - box[0]) / scale, (box[3] - box[1]) / scale);
+    ctx.setLineDash([]);
+  }
   function draw() {
     if (!image) return;
     ctx.drawImage(image, 0, 0, canvas.width, canvas.height);
-    const box = $("box").value.split(",").map(Number);
-    if (box.length === 4 && box.every((v) => !isNaN(v))) {
-      ctx.strokeStyle = "#ffc400"; ctx.lineWidth = 3;
-      ctx.strokeRect(box[0] / scale, box[1] / scale, (box[2] - box[0]) / scale, (box[3] - box[1]) / scale);
-    }
+    for (const c of candidates) stroke(c.box, "#00b3ff", 2, [6, 4]);  // items found: click one to search it
+    const box = parseBox($("box").value) || used;
+    if (box) stroke(box, "#ffc400", 3, []);
   }
   function setFile(f) {
-    file = f; $("box").value = "";
+    file = f; $("box").value = ""; candidates = []; used = null;
     const url = URL.createObjectURL(f);
     image = new Image();
     image.onload = () => {
@@ -48,15 +55,29 @@ function initSearch() {
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); if (e.dataTransfer.files[0]) setFile(e.dataTransfer.files[0]); });
-  canvas.addEventListener("pointerdown", (e) => { drag = [e.offsetX, e.offsetY]; });
+  const photoPoint = (e) => { const k = scale * canvas.width / canvas.clientWidth; return [e.offsetX * k, e.offsetY * k]; };
+  canvas.addEventListener("pointerdown", (e) => { drag = [e.offsetX, e.offsetY]; moved = false; });
   canvas.addEventListener("pointermove", (e) => {
     if (!drag) return;
     const [x1, y1] = drag, x2 = e.offsetX, y2 = e.offsetY;
+    if (Math.abs(x2 - x1) + Math.abs(y2 - y1) < 6) return;
+    moved = true;
     const k = scale * canvas.width / canvas.clientWidth;
     $("box").value = [Math.min(x1, x2), Math.min(y1, y2), Math.max(x1, x2), Math.max(y1, y2)].map((v) => Math.round(v * k)).join(",");
     draw();
   });
-  canvas.addEventListener("pointerup", () => { if (drag) { drag = null; search(); } });
+  canvas.addEventListener("pointerup", (e) => {
+    if (!drag) return;
+    drag = null;
+    if (!moved) {  // a click: search the smallest found box under the pointer
+      const [x, y] = photoPoint(e);
+      const hit = candidates.filter((c) => x >= c.box[0] && x <= c.box[2] && y >= c.box[1] && y <= c.box[3])
+        .sort((a, b) => (a.box[2] - a.box[0]) * (a.box[3] - a.box[1]) - (b.box[2] - b.box[0]) * (b.box[3] - b.box[1]))[0];
+      if (!hit) return;
+      $("box").value = hit.box.map(Math.round).join(",");
+    }
+    draw(); search();
+  });
   $("box").addEventListener("change", () => { draw(); search(); });
   select.addEventListener("change", () => (file ? search() : null));
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search(); });
@@ -66,12 +87,17 @@ function initSearch() {
     const form = new FormData();
     form.append("file", file); form.append("system", select.value); form.append("k", $("k").value);
     const box = $("box").value.trim();
-    const parts = box.split(",").map(Number);
-    if (box && parts.length === 4 && parts[2] > parts[0] && parts[3] > parts[1]) form.append("box", box);
+    if (parseBox(box) || box === "none") form.append("box", box);
     $("status").textContent = "Searching…";
     try {
       const result = await api("/api/search", { method: "POST", body: form });
-      $("status").textContent = `${result.results.length} matches under ${result.system}`;
+      const q = result.query;
+      if (q.box_source === "auto") { candidates = q.candidates || []; used = q.box; }
+      else if (q.box_source === "none") { used = null; }
+      const where = { auto: `the item found in the photo (${candidates.length} found: click another box, or drag to draw one)`,
+        given: "your box", none: box === "none" ? "the whole photo" : "the whole photo: no item was found" }[q.box_source];
+      $("status").textContent = `${result.results.length} matches under ${result.system}, searching ${where}`;
+      draw();
       show(result.results);
     } catch (err) { $("status").innerHTML = ""; $("status").append(Object.assign(document.createElement("span"), { className: "error", textContent: err.message })); }
   }

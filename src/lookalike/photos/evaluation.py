@@ -1,0 +1,168 @@
+"""Evaluation with query photos: customer photos searched against the catalogue, per model x metric x box.
+
+Box modes: ``given`` (the CSV's box, as a user would draw it), ``auto`` (the box the localiser finds) and
+``none`` (the whole photo). A photo without a CSV box is left out of ``given``. Scores are the clean
+protocol's (top-1 same category, P@k, R@k, mAP@R) plus exact-item Recall@k for photos naming their item.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, ImageError
+from ..evaluation import EvalReport, _choose, _score
+from ..index import ItemIndex
+from ..metrics import Metric
+from .localise import box_iou
+from .sets import QueryPhoto, read_query_photos
+
+BOX_MODES = ("given", "auto", "none")
+
+
+def parse_box_modes(text: str | Sequence[str]) -> list[str]:
+    modes = [m.strip() for m in (text.split(",") if isinstance(text, str) else text) if m.strip()]
+    bad = [m for m in modes if m not in BOX_MODES]
+    if bad or not modes:
+        raise ConfigError(f"--box: choose any of {', '.join(BOX_MODES)} (comma-separated), got {text!r}")
+    return list(dict.fromkeys(modes))
+
+
+def photo_crops(photos: list[QueryPhoto], mode: str, localiser=None, *, progress: bool | None = None
+                ) -> tuple[list, list[dict]]:
+    """The query image of every photo under ``mode`` (None where the mode does not apply or the photo is
+    unreadable), with what was used: ``{"box": ..., "box_source": given|auto|none}``."""
+    from ..images import crop_to_box, load_image
+
+    crops, used = [], []
+    for photo in tqdm(photos, desc=f"photos ({mode} box)", unit="photo", disable=None if progress is None
+                      else not progress, leave=False):
+        try:
+            img = load_image(photo.path)
+        except ImageError as error:
+            crops.append(None)
+            used.append({"box": None, "box_source": None, "error": str(error)})
+            continue
+        if mode == "given":
+            if photo.box is None:
+                crops.append(None)
+                used.append({"box": None, "box_source": None})
+                continue
+            crops.append(crop_to_box(img, photo.box, name=str(photo.path)))
+            used.append({"box": list(photo.box), "box_source": "given"})
+        elif mode == "auto":
+            crop, box, source = localiser.crop(img)
+            crops.append(crop)
+            used.append({"box": list(box) if box else None, "box_source": source})
+        else:
+            crops.append(img)
+            used.append({"box": None, "box_source": "none"})
+    return crops, used
+
+
+def evaluate_photos(workspace, models: list[str], metrics: list[Metric | str], query_photos: str | Path, *,
+                    boxes: Sequence[str] = BOX_MODES, subset: int | None = 20000, seed: int = 0,
+                    protocol: str = "held-out", split: str = "test", gallery_split: str | None = None,
+                    ks: tuple[int, ...] = (1, 5, 10), localiser=None, progress: bool | None = None) -> EvalReport:
+    """Score every model x metric x box mode on the photos of a query-photo CSV.
+
+    The gallery is a seeded ``subset`` of the catalogue items every model has (held-out protocol: outside
+    ``split``, or in ``gallery_split``), plus every item a photo names, so its exact item can be found.
+    """
+    from ..extractors import create_extractor
+    from .localise import workspace_localiser
+
+    if not models or not metrics:
+        raise ConfigError("give at least one model and one metric")
+    metrics = [Metric.parse(m) for m in metrics]
+    boxes = parse_box_modes(boxes)
+    photos = read_query_photos(query_photos)
+    catalogue = workspace.catalogue
+    stores = {m: workspace.feature_store(m) for m in models}
+    common = set.intersection(*(set(s.load()[0]) for s in stores.values()))
+    items = {i.id: i for i in catalogue.items() if i.id in common}
+    named = [p.item for p in photos if p.item is not None]
+    missing = sorted({i for i in named if i not in items})
+    if missing:
+        raise ConfigError(f"{len(missing)} item ids in {query_photos} are not in the catalogue with features of "
+                          f"every model (e.g. {missing[0]!r}); extract them, or drop the item column")
+    if protocol == "held-out":
+        pool = [i for i, it in items.items() if it.split != split and (gallery_split is None or it.split == gallery_split)]
+    elif protocol == "subset":
+        pool = list(items)
+    else:
+        raise ConfigError(f"unknown protocol {protocol!r}; choose one of: held-out, subset")
+    rng = np.random.default_rng(seed)
+    gallery_ids = sorted(set(_choose(rng, pool, subset)) | set(named))
+    gallery_cats = np.array([items[i].category for i in gallery_ids])
+    if len(set(gallery_cats.tolist())) < 2:
+        raise ConfigError("the gallery has a single category: same-category accuracy would be meaningless")
+    unknown = sorted({p.category for p in photos} - set(gallery_cats.tolist()))
+    if unknown:
+        raise ConfigError(f"photo categories not in the gallery: {unknown[:5]}; gallery categories: "
+                          f"{sorted(set(gallery_cats.tolist()))[:10]}")
+    counts = Counter(gallery_cats.tolist())
+    product = {i: items[i].product or i for i in gallery_ids}  # the same product: same id, or same product id
+
+    if "auto" in boxes and localiser is None:
+        localiser = workspace_localiser(workspace)
+    crops, used = {}, {}
+    for mode in boxes:
+        crops[mode], used[mode] = photo_crops(photos, mode, localiser, progress=progress)
+    iou = None
+    if "auto" in boxes:
+        pairs = [(u["box"], p.box) for u, p in zip(used["auto"], photos) if p.box is not None]
+        if pairs:
+            values = np.array([box_iou(tuple(a), b) if a else 0.0 for a, b in pairs])
+            iou = {"photos": len(values), "mean_iou": float(values.mean()), "iou>=0.5": float((values >= 0.5).mean()),
+                   "found": float(np.mean([a is not None for a, _ in pairs]))}
+
+    rows, baseline, expected, n_queries, item_queries = [], [], [], 0, 0
+    max_k = max(ks)
+    for model in models:
+        extractor = create_extractor(model)
+        vectors = stores[model].vectors_for(gallery_ids)
+        for mode in boxes:
+            keep = [n for n, c in enumerate(crops[mode]) if c is not None]
+            if not keep:
+                continue
+            queries = extractor.embed([crops[mode][n] for n in keep])
+            query_cats = np.array([photos[n].category for n in keep])
+            relevant = np.array([counts[c] for c in query_cats])
+            query_items = [photos[n].item for n in keep]
+            item_mask = np.array([i is not None for i in query_items])
+            for metric in metrics:
+                index = ItemIndex.build(model, metric, np.asarray(gallery_ids), vectors)
+                k = max(max_k, int(relevant.max()))
+                hits = np.zeros((len(keep), k), bool)
+                item_hits = np.zeros((len(keep), max_k), bool)
+                for start in range(0, len(keep), 256):
+                    found = index.search(queries[start : start + 256], k, model=model)
+                    for row, matches in enumerate(found, start):
+                        cats = [items[i].category for i, _ in matches]
+                        hits[row, : len(cats)] = np.array(cats) == query_cats[row]
+                        if item_mask[row]:
+                            wanted = product[query_items[row]]
+                            top = [product[i] for i, _ in matches[:max_k]]
+                            item_hits[row, : len(top)] = np.array(top, dtype=object) == wanted
+                score = _score(model, metric.value, hits, relevant, query_cats, ks)
+                score.box = mode
+                if item_mask.any():
+                    score.item_recall_at = {k_: float(np.mean(item_hits[item_mask, :k_].any(1))) for k_ in ks}
+                rows.append(score)
+            n_queries = max(n_queries, len(keep))
+            item_queries = max(item_queries, int(item_mask.sum()))
+    picks = rng.integers(len(gallery_ids), size=len(photos))
+    baseline = float(np.mean(gallery_cats[picks] == np.array([p.category for p in photos])))
+    expected = float(np.mean([counts[p.category] / len(gallery_ids) for p in photos]))
+    report = EvalReport("photos", len(gallery_ids), n_queries, seed, baseline, expected, rows,
+                        item_queries=item_queries, gallery_split=gallery_split,
+                        split=split if protocol == "held-out" else None)
+    report.photos = {"csv": str(query_photos), "photos": len(photos), "boxes": boxes, "localiser_iou": iou,
+                     "localiser": getattr(localiser, "description", None) if "auto" in boxes else None,
+                     "unreadable": sum(1 for u in used[boxes[0]] if u.get("error"))}
+    return report

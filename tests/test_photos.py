@@ -1,0 +1,308 @@
+"""Photos from the wild: synthetic photos, query-photo CSVs, localisers, photo evaluation, the photos recipe."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from lookalike.catalogue import import_catalogue
+from lookalike.cli import main
+from lookalike.demo import BUNDLED_SAMPLE
+from lookalike.errors import ConfigError, ImageError
+from lookalike.extractors import create_extractor
+from lookalike.features import extract_features
+from lookalike.images import crop_to_box, load_image
+from lookalike.photos import (ActivationLocaliser, PhotoStyle, QueryPhoto, box_iou, item_mask, make_photo,
+                              make_query_photos, read_query_photos, write_query_photos)
+from lookalike.photos.localise import Detection, Localiser, pad_box
+from lookalike.workspace import Workspace
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def quiet(_line: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """240 Fashion-MNIST items with pixels and EfficientNet-Lite0 features."""
+    ws = Workspace(tmp_path_factory.mktemp("photos") / "ws")
+    import_catalogue(ws.catalogue, "fashion-mnist", BUNDLED_SAMPLE, limit=240, seed=0, image_dir=ws.images_dir)
+    for model in ("pixels", "efficientnet-lite0"):
+        extract_features(ws.catalogue, create_extractor(model), ws.feature_store(model), progress=False)
+    return ws
+
+
+@pytest.fixture(scope="module")
+def photo_csv(ws, tmp_path_factory):
+    return make_query_photos(ws, tmp_path_factory.mktemp("query-photos"), count=12, split="test", seed=3,
+                             progress=False)
+
+
+def shirt() -> Image.Image:
+    """A light item on a black background, like a Fashion-MNIST image."""
+    img = Image.new("RGB", (28, 28), (0, 0, 0))
+    ImageDraw.Draw(img).rectangle((6, 4, 21, 25), fill=(200, 200, 200))
+    return img
+
+
+# -- synthesis ------------------------------------------------------------------------------------
+def test_item_mask_is_what_differs_from_the_border():
+    mask = item_mask(shirt())
+    assert mask[4:26, 6:22].all() and not mask[:, :5].any() and not mask[:3].any()
+    flat = Image.new("RGB", (20, 20), (90, 90, 90))
+    assert item_mask(flat).all()  # nothing stands out: the whole image is the item
+
+
+def test_photo_box_holds_the_item_and_the_seed_repeats_it():
+    style = PhotoStyle(size=(200, 160), second_item=1.0, occlusion=0.0)
+    a = make_photo(shirt(), np.random.default_rng(5), style, second=shirt())
+    b = make_photo(shirt(), np.random.default_rng(5), style, second=shirt())
+    assert a.image.size == (200, 160) and a.box == b.box
+    np.testing.assert_array_equal(np.asarray(a.image), np.asarray(b.image))
+    x1, y1, x2, y2 = a.box
+    assert 0 <= x1 < x2 <= 200 and 0 <= y1 < y2 <= 160
+    assert a.mask.shape == (160, 200) and a.mask[int(y1):int(y2), int(x1):int(x2)].mean() > 0.3
+    assert a.mask.mean() < 0.9  # the scene is not all item
+    assert a.second_box is not None or a.mask.sum() > 0
+
+
+# -- boxes ---------------------------------------------------------------------------------------
+def test_box_helpers():
+    assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1
+    assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(1 / 3)
+    assert box_iou((0, 0, 1, 1), (2, 2, 3, 3)) == 0
+    assert pad_box((10, 10, 20, 20), (100, 100), 0.1) == pytest.approx((9, 9, 21, 21))
+    assert pad_box((0, 0, 4, 4), (100, 100), 0.0, min_side=12) == pytest.approx((0, 0, 8, 8))  # tiny: widened
+
+
+def test_crop_boxes_are_whole_pixels_clipped_to_the_image():
+    img = Image.new("RGB", (40, 30))
+    assert crop_to_box(img, (1.5, 1.5, 2.5, 2.5)).size == (2, 2)  # was a 0-pixel crop and a 500
+    assert crop_to_box(img, (1.5, 0, 2.5, 200)).size == (2, 30)
+    assert crop_to_box(img, (-10, -10, 20, 20)).size == (20, 20)  # partly outside: clipped
+    with pytest.raises(ImageError, match="empty inside the 40x30 image"):
+        crop_to_box(img, (50, 50, 60, 60))
+    with pytest.raises(ImageError, match="empty"):
+        crop_to_box(img, (5, 5, 5, 9))
+
+
+class _FixedMap(Localiser):
+    """A localiser whose probability map is given: tests the map -> boxes step exactly."""
+
+    def __init__(self, prob: np.ndarray, **kwargs):
+        super().__init__(input_size=prob.shape[0] * 16, **kwargs)
+        self.prob = prob
+
+    def _letterbox(self, img):
+        scale = self.input_size / max(img.size)
+        w, h = round(img.width * scale), round(img.height * scale)
+        return None, scale, (self.input_size - w) // 2, (self.input_size - h) // 2
+
+    def _probability(self, batch):
+        return self.prob
+
+
+def test_probability_map_to_boxes_several_items_best_first():
+    prob = np.zeros((20, 20), np.float32)
+    prob[2:12, 2:10] = 0.9  # a large item top-left
+    prob[14:18, 14:19] = 0.8  # a smaller one bottom-right
+    found = _FixedMap(prob).locate(Image.new("RGB", (320, 320)))
+    assert len(found) == 2 and found[0].score > found[1].score
+    assert box_iou(found[0].box, (32, 32, 160, 192)) > 0.8
+    assert box_iou(found[1].box, (224, 224, 304, 288)) > 0.7
+    assert _FixedMap(np.zeros((20, 20), np.float32)).locate(Image.new("RGB", (320, 320))) == []
+
+
+def test_an_item_filling_the_photo_is_searched_whole():
+    prob = np.zeros((20, 20), np.float32)
+    prob[1:19, 1:19] = 0.9
+    box, source, found = _FixedMap(prob).choose(Image.new("RGB", (320, 320)))
+    assert source == "auto" and box == (0, 0, 320, 320) and len(found) == 1
+    prob[:] = 0
+    assert _FixedMap(prob).choose(Image.new("RGB", (320, 320)))[:2] == (None, "none")
+
+
+def test_scda_finds_a_bright_item_on_a_plain_photo():
+    photo = Image.new("RGB", (320, 240), (40, 90, 40))
+    ImageDraw.Draw(photo).ellipse((40, 50, 150, 200), fill=(250, 240, 30))
+    found = ActivationLocaliser().locate(photo)
+    assert found and all(isinstance(d, Detection) for d in found)
+    assert box_iou(found[0].box, (40, 50, 150, 200)) > 0.3
+
+
+# -- query-photo CSVs ----------------------------------------------------------------------------
+def test_query_photo_csv_round_trip_and_layouts(tmp_path):
+    photos = [QueryPhoto(tmp_path / "a.jpg", "Dress", (1, 2, 30, 40), "item-1"), QueryPhoto(tmp_path / "b.jpg", "Bag")]
+    write_query_photos(tmp_path / "q.csv", photos)
+    assert read_query_photos(tmp_path / "q.csv") == photos
+    (tmp_path / "plain.csv").write_text("a.jpg,Dress\nb.jpg,Bag\n")
+    assert [p.category for p in read_query_photos(tmp_path / "plain.csv")] == ["Dress", "Bag"]
+    (tmp_path / "box.csv").write_text("a.jpg,Dress,1,2,30,40\n")
+    assert read_query_photos(tmp_path / "box.csv")[0].box == (1, 2, 30, 40)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "no rows"),
+    ("a.jpg,Dress,1,2\n", "expected path,category"),
+    ("path,category,colour\na.jpg,Dress,red\n", "unknown"),
+    ("path,category,x1,y1\na.jpg,Dress,1,2\n", "all four columns"),
+    ("path,category,x1,y1,x2,y2\na.jpg,Dress,5,5,1,1\n", "line 2: box .* needs x1 < x2"),
+    ("path,category,x1,y1,x2,y2\na.jpg,Dress,a,b,c,d\n", "line 2: box .* not four numbers"),
+    ("path,category\na.jpg,Dress,extra\n", "line 2: 3 columns"),
+    ("path,category\n,Dress\n", "must not be empty"),
+])
+def test_bad_query_photo_csv_says_what_and_where(tmp_path, text, message):
+    (tmp_path / "q.csv").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        read_query_photos(tmp_path / "q.csv")
+
+
+def test_made_photos_are_listed_with_true_boxes_and_items(ws, photo_csv):
+    photos = read_query_photos(photo_csv)
+    assert len(photos) == 12 and all(p.path.is_file() and p.box and p.item for p in photos)
+    for p in photos:
+        item = ws.catalogue.get(p.item)
+        assert item.split == "test" and item.category == p.category
+        img = load_image(p.path)
+        assert 0 <= p.box[0] < p.box[2] <= img.width and 0 <= p.box[1] < p.box[3] <= img.height
+
+
+# -- search and evaluation -------------------------------------------------------------------------
+def test_search_photo_auto_box_json(ws, photo_csv, capsys):
+    photo = read_query_photos(photo_csv)[0]
+    code, out, _ = run(capsys, "search", "--image", photo.path, "--model", "efficientnet-lite0", "-k", 3,
+                       "-w", ws.root, "--json")
+    assert code == 0
+    query = json.loads(out)["query"]
+    assert query["box_source"] in ("auto", "none") and len(json.loads(out)["results"]) == 3
+    if query["box_source"] == "auto":
+        assert query["box"] and query["candidates"]
+    code, out, _ = run(capsys, "search", "--image", photo.path, "--box", "none", "--model", "pixels", "-w", ws.root,
+                       "--json")
+    assert json.loads(out)["query"]["box"] is None and json.loads(out)["query"]["box_source"] == "none"
+    code, out, _ = run(capsys, "search", "--image", photo.path, "--box=-20,-20,5000,100", "--model", "pixels",
+                       "-w", ws.root, "--json")
+    query = json.loads(out)["query"]
+    assert query["box_source"] == "given" and query["box"] == [0, 0, 320, 100]  # clipped to the photo
+
+
+def test_a_photo_with_no_item_falls_back_to_the_whole_photo(ws, tmp_path, capsys, monkeypatch):
+    from lookalike.photos import localise
+
+    monkeypatch.setattr(localise, "workspace_localiser", lambda _ws: _FixedMap(np.zeros((20, 20), np.float32)))
+    path = tmp_path / "flat.png"
+    Image.new("RGB", (120, 90), (128, 128, 128)).save(path)
+    code, out, err = run(capsys, "search", "--image", path, "--model", "pixels", "-w", ws.root, "--json")
+    query = json.loads(out)["query"]
+    assert code == 0 and query["box"] is None and query["box_source"] == "none"
+    code, out, err = run(capsys, "search", "--image", path, "--model", "pixels", "-w", ws.root)
+    assert code == 0 and "no item found in the photo: searched the whole photo" in err
+
+
+def test_evaluate_query_photos_json_rows(ws, photo_csv, capsys):
+    code, out, _ = run(capsys, "evaluate", "--models", "pixels,efficientnet-lite0", "--metrics", "l2,hamming",
+                       "--query-photos", photo_csv, "--protocol", "held-out", "--subset", 100, "-w", ws.root,
+                       "--json")
+    assert code == 0
+    report = json.loads(out)
+    rows = report["rows"]
+    assert len(rows) == 2 * 2 * 3
+    for row in rows:
+        assert {"model", "metric", "box", "top1", "item_recall@1", "item_recall@10"} <= set(row)
+        assert 0 <= row["top1"] <= 1 and 0 <= row["item_recall@1"] <= row["item_recall@10"] <= 1
+    assert {r["box"] for r in rows} == {"given", "auto", "none"}
+    iou = report["photos"]["localiser_iou"]
+    assert iou["photos"] == 12 and 0 <= iou["mean_iou"] <= 1
+
+
+def test_photo_evaluation_matches_a_brute_force_search(ws, photo_csv):
+    """Top-1 and item recall of the given-box rows, recomputed by hand with numpy."""
+    from lookalike.photos.evaluation import evaluate_photos
+
+    report = evaluate_photos(ws, ["efficientnet-lite0"], ["l2"], photo_csv, boxes=["given"], subset=100, progress=False)
+    row = report.rows[0]
+    photos = read_query_photos(photo_csv)
+    extractor = create_extractor("efficientnet-lite0")
+    queries = extractor.embed([load_image(p.path, p.box) for p in photos])
+    items = {i.id: i for i in ws.catalogue.items()}
+    rng = np.random.default_rng(0)
+    from lookalike.evaluation import _choose
+
+    pool = [i for i in ws.feature_store("efficientnet-lite0").load()[0].tolist() if items[i].split != "test"]
+    gallery = sorted(set(_choose(rng, pool, 100)) | {p.item for p in photos})
+    vectors = ws.feature_store("efficientnet-lite0").vectors_for(gallery)
+    d = ((queries[:, None, :] - vectors[None]) ** 2).sum(-1)
+    order = np.argsort(d, axis=1)
+    top1 = np.mean([items[gallery[o[0]]].category == p.category for o, p in zip(order, photos)])
+    recall10 = np.mean([p.item in [gallery[j] for j in o[:10]] for o, p in zip(order, photos)])
+    assert report.gallery == len(gallery)
+    assert row.top1 == pytest.approx(top1) and row.item_recall_at[10] == pytest.approx(recall10)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--box", "given,sideways"], "--box: choose any of given, auto, none"),
+    (["--box", "auto"], "use it with --query-photos"),
+])
+def test_bad_photo_evaluation_settings(ws, photo_csv, capsys, args, message):
+    extra = [] if "use it with" in message else ["--query-photos", photo_csv]
+    code, _, err = run(capsys, "evaluate", "--models", "pixels", "-w", ws.root, *extra, *args)
+    assert code == 1 and message in err
+
+
+def test_query_photos_naming_unknown_items_are_refused(ws, tmp_path, capsys):
+    Image.new("RGB", (40, 40)).save(tmp_path / "a.jpg")
+    (tmp_path / "q.csv").write_text("path,category,item\na.jpg,Dress,no-such-item\n")
+    code, _, err = run(capsys, "evaluate", "--models", "pixels", "--query-photos", tmp_path / "q.csv", "-w", ws.root)
+    assert code == 1 and "not in the catalogue" in err
+
+
+# -- training ------------------------------------------------------------------------------------
+def test_photos_recipe_trains_a_model_and_a_localiser(ws, capsys):
+    code, out, err = run(capsys, "train", "--recipe", "photos", "--name", "photo-model", "--epochs", 2,
+                         "--photo-views", 1, "--val-photos", 10, "--hidden", 32, "--localiser-photos", 30,
+                         "-w", ws.root)
+    assert code == 0, err
+    assert "localiser: validation mean IoU" in out and "photo-model: best epoch" in out
+    saved = json.loads((ws.root / "models" / "photo-model" / "model.json").read_text())
+    assert saved["config"]["recipe"] == "photos" and saved["config"]["backbone"] == "efficientnet-lite0"
+    assert saved["config"]["photo_views"] == 1 and saved["config"]["epochs"] == 2
+    assert (ws.root / "localiser" / "localiser.onnx").is_file()
+    # the model is an extractor like any other: store path == image path
+    code, out, err = run(capsys, "extract", "--model", "photo-model", "-w", ws.root)
+    assert code == 0, err
+    ws2 = Workspace(ws.root)
+    model = create_extractor("photo-model")
+    ids, stored = ws2.feature_store("photo-model").load()
+    images = [load_image(ws2.catalogue.resolve(ws2.catalogue.get(i).path)) for i in ids[:5]]
+    np.testing.assert_allclose(model.embed(images), stored[:5], rtol=1e-4, atol=1e-4)
+    # the trained localiser is now the workspace's
+    from lookalike.photos.localise import TrainedLocaliser, workspace_localiser
+
+    localiser = workspace_localiser(ws2)
+    assert isinstance(localiser, TrainedLocaliser)
+    found = localiser.locate(load_image(read_query_photos(make_query_photos(
+        ws2, ws.root / "more-photos", count=1, split="test", seed=9, progress=False))[0].path))
+    assert all(0 <= d.score <= 1 for d in found)
+
+
+def test_photo_view_settings_are_checked(ws):
+    from lookalike.training import TrainConfig
+
+    with pytest.raises(ConfigError, match="--photo-views trains a dense head"):
+        TrainConfig(backbone="pixels", name="x", photo_views=2, head="conv").check()
+    with pytest.raises(ConfigError, match="--val-photos must be >= 1"):
+        TrainConfig(backbone="pixels", name="x", photo_views=2, val_photos=0).check()
+    from lookalike.training.recipes import recipe_config
+
+    with pytest.raises(ConfigError, match="unknown recipe 'studio'; choose one of: photos"):
+        recipe_config("studio", "x")
+    assert recipe_config("photos", "x", backbone="pixels", epochs=3).backbone == "pixels"
