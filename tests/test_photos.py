@@ -297,8 +297,10 @@ def test_photos_recipe_trains_a_model_and_a_localiser(ws, capsys):
 def test_photo_view_settings_are_checked(ws):
     from lookalike.training import TrainConfig
 
-    with pytest.raises(ConfigError, match="--photo-views trains a dense head"):
-        TrainConfig(backbone="pixels", name="x", photo_views=2, head="conv").check()
+    with pytest.raises(ConfigError, match="--photo-views trains a head on a frozen backbone"):
+        TrainConfig(backbone="pixels", name="x", photo_views=2, head="conv", augment=True).check()
+    with pytest.raises(ConfigError, match="--photo-views trains a head on a frozen backbone"):
+        TrainConfig(backbone="efficientnet-lite0", name="x", photo_views=2, finetune_blocks=1).check()
     with pytest.raises(ConfigError, match="--val-photos must be >= 1"):
         TrainConfig(backbone="pixels", name="x", photo_views=2, val_photos=0).check()
     from lookalike.training.recipes import recipe_config
@@ -306,3 +308,39 @@ def test_photo_view_settings_are_checked(ws):
     with pytest.raises(ConfigError, match="unknown recipe 'studio'; choose one of: photos"):
         recipe_config("studio", "x")
     assert recipe_config("photos", "x", backbone="pixels", epochs=3).backbone == "pixels"
+
+
+def test_huge_photos_are_decoded_at_reduced_size_and_boxes_stay_in_full_size_pixels(ws, tmp_path, capsys):
+    from lookalike.images import MAX_PHOTO_SIDE, load_photo
+
+    big = Image.new("RGB", (6000, 4000), (30, 120, 60))
+    ImageDraw.Draw(big).rectangle((1000, 1000, 3000, 3000), fill=(240, 240, 240))
+    big.save(tmp_path / "big.jpg", quality=80)
+    img, scale, full = load_photo(tmp_path / "big.jpg", max_side=MAX_PHOTO_SIDE)
+    assert full == (6000, 4000)
+    assert max(img.size) <= MAX_PHOTO_SIDE and scale == pytest.approx(img.width / 6000)
+    assert load_image(tmp_path / "big.jpg", (1000, 1000, 3000, 3000), max_side=1000).size == pytest.approx(
+        (333, 333), abs=2)
+    code, out, err = run(capsys, "search", "--image", tmp_path / "big.jpg", "--box", "1000,1000,3000,3000",
+                         "--model", "pixels", "-w", ws.root, "--json")
+    assert code == 0, err
+    query = json.loads(out)["query"]
+    assert query["size"] == [6000, 4000] and query["box"] == pytest.approx([1000, 1000, 3000, 3000], abs=4)
+    code, out, err = run(capsys, "search", "--image", tmp_path / "big.jpg", "--model", "pixels", "-w", ws.root,
+                         "--json")
+    query = json.loads(out)["query"]
+    assert code == 0 and all(0 <= v <= 6000 for c in query["candidates"] for v in c["box"])
+
+
+def test_exif_rotated_photo_keeps_its_scale():
+    from lookalike.images import load_photo
+
+    from io import BytesIO
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = BytesIO()
+    Image.new("RGB", (3000, 1000)).save(buffer, "JPEG", exif=exif)
+    img, scale, full = load_photo(buffer.getvalue(), max_side=500)
+    assert full == (1000, 3000)
+    assert img.size[1] > img.size[0] and max(img.size) <= 500 and scale == pytest.approx(img.width / 1000, rel=0.01)

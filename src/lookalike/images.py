@@ -29,23 +29,49 @@ MAX_IMAGE_PIXELS = 64_000_000
 Box = tuple[float, float, float, float]
 
 
+#: Photos searched by upload are decoded so that their longer side is at most this (JPEG: at reduced DCT scale).
+MAX_PHOTO_SIDE = 2048
+
+
 def load_image(
     source: str | Path | bytes,
     box: Sequence[float] | None = None,
     *,
     max_pixels: int = MAX_IMAGE_PIXELS,
+    max_side: int | None = None,
 ) -> Image.Image:
     """Decode an image file (or bytes) to an upright RGB ``PIL.Image``, cropped to ``box``.
 
     Args:
         source: path to an image file, or its bytes.
-        box: optional ``(x1, y1, x2, y2)`` in pixels of the upright image.
+        box: optional ``(x1, y1, x2, y2)`` in pixels of the upright, full-size image.
         max_pixels: refuse images with more pixels than this (decompression-bomb guard).
+        max_side: decode at reduced size so the longer side is at most this (see ``load_photo``).
 
     Raises:
         ImageError: unreadable, empty, corrupt or truncated file, not an image, too large, or bad box.
     """
-    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    rgb, scale, _ = load_photo(source, max_pixels=max_pixels, max_side=max_side)
+    if box is not None:
+        if len(box) != 4:
+            raise ImageError(f"{_name(source)}: a box needs 4 numbers x1,y1,x2,y2, got {len(box)}")
+        rgb = crop_to_box(rgb, [float(v) * scale for v in box], name=_name(source))
+    return rgb
+
+
+def _name(source: str | Path | bytes) -> str:
+    return "<bytes>" if isinstance(source, bytes) else str(source)
+
+
+def load_photo(source: str | Path | bytes, *, max_pixels: int = MAX_IMAGE_PIXELS,
+               max_side: int | None = None) -> tuple[Image.Image, float, tuple[int, int]]:
+    """Decode to an upright RGB image whose longer side is at most ``max_side`` (when given); also return the
+    scale from the full-size image's pixels to the returned image's, and the full size (upright).
+
+    A huge JPEG is decoded at a reduced DCT scale (Pillow's ``draft``), so it never takes full-size memory;
+    other formats are decoded, then reduced.
+    """
+    name = _name(source)
     try:
         if isinstance(source, bytes):
             if not source:
@@ -67,8 +93,16 @@ def load_image(
                         f"{name}: {width}x{height} pixels is over the limit of {max_pixels:,} "
                         "(possible decompression bomb)"
                     )
+                if max_side is not None and max(width, height) > max_side and img.format == "JPEG":
+                    img.draft("RGB", (max_side, max_side))  # DCT scaling: 1/2, 1/4 or 1/8 of the size
                 img.load()
+                turned = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF: rotated by 90 degrees
                 rgb = to_rgb(ImageOps.exif_transpose(img))
+        upright_width = height if turned else width
+        if max_side is not None and max(rgb.size) > max_side:
+            factor = max_side / max(rgb.size)
+            rgb = rgb.resize((max(1, round(rgb.width * factor)), max(1, round(rgb.height * factor))),
+                             Image.Resampling.BILINEAR, reducing_gap=2.0)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -77,9 +111,8 @@ def load_image(
         raise ImageError(f"{name}: not an image file Pillow can read") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{name}: corrupt or truncated image ({exc})") from None
-    if box is not None:
-        rgb = crop_to_box(rgb, box, name=name)
-    return rgb
+    full = (height, width) if turned else (width, height)
+    return rgb, rgb.width / upright_width, full
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

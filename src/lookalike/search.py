@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, FeatureStoreError
+from .errors import ConfigError, FeatureStoreError, ImageError
 from .index import ItemIndex
 from .metrics import Metric
 from .workspace import Workspace
@@ -109,26 +109,32 @@ class SearchEngine:
         the whole photo when it finds none) or ``"none"``/``None`` (the whole photo). The query records the box
         used and its source (``given``, ``auto`` or ``none``); with ``"auto"`` also every candidate box found.
         """
-        from .images import crop_to_box, load_image
+        from .images import MAX_PHOTO_SIDE, crop_to_box, load_photo
 
         metric = Metric.parse(metric)
         extractor = self._extractor(model, weights)
-        img = load_image(image)
+        img, scale, full = load_photo(image, max_side=MAX_PHOTO_SIDE)  # a huge photo is decoded at reduced size
         name = "<upload>" if isinstance(image, bytes) else str(image)
-        query: dict[str, Any] = {"image": name, "size": [img.width, img.height]}
+        query: dict[str, Any] = {"image": name, "size": list(full)}
+
+        def original(b) -> list[float]:  # a box in the reduced image -> full-size pixels
+            return [round(min(v / scale, full[n % 2]), 1) for n, v in enumerate(b)]
+
         if isinstance(box, str) and box not in ("auto", "none"):
             raise ConfigError(f"box must be x1,y1,x2,y2, 'auto' or 'none'; got {box!r}")
         if box == "auto":
             used, source, found = self.localiser().choose(img)
-            query["candidates"] = [d.to_dict() for d in found]
+            query["candidates"] = [{"box": original(d.box), "score": round(d.score, 4)} for d in found]
             crop = img if used is None else img.crop(tuple(round(v) for v in used))
         elif box is None or box == "none":
             used, crop, source = None, img, "none"
         else:
-            crop = crop_to_box(img, box, name=name)
-            x1, y1, x2, y2 = (float(v) for v in box)
+            if len(box) != 4:
+                raise ImageError(f"{name}: a box needs 4 numbers x1,y1,x2,y2, got {len(box)}")
+            crop = crop_to_box(img, [float(v) * scale for v in box], name=name)
+            x1, y1, x2, y2 = (float(v) * scale for v in box)
             used, source = (max(0.0, x1), max(0.0, y1), min(float(img.width), x2), min(float(img.height), y2)), "given"
-        query["box"] = [round(v, 1) for v in used] if used is not None else None
+        query["box"] = original(used) if used is not None else None
         query["box_source"] = source
         vector = extractor.embed([crop])
         matches = self.search_vectors(vector, model, metric, k)[0]

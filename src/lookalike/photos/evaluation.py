@@ -36,13 +36,13 @@ def photo_crops(photos: list[QueryPhoto], mode: str, localiser=None, *, progress
                 ) -> tuple[list, list[dict]]:
     """The query image of every photo under ``mode`` (None where the mode does not apply or the photo is
     unreadable), with what was used: ``{"box": ..., "box_source": given|auto|none}``."""
-    from ..images import crop_to_box, load_image
+    from ..images import MAX_PHOTO_SIDE, crop_to_box, load_photo
 
     crops, used = [], []
     for photo in tqdm(photos, desc=f"photos ({mode} box)", unit="photo", disable=None if progress is None
                       else not progress, leave=False):
         try:
-            img = load_image(photo.path)
+            img, scale, _ = load_photo(photo.path, max_side=MAX_PHOTO_SIDE)
         except ImageError as error:
             crops.append(None)
             used.append({"box": None, "box_source": None, "error": str(error)})
@@ -52,12 +52,12 @@ def photo_crops(photos: list[QueryPhoto], mode: str, localiser=None, *, progress
                 crops.append(None)
                 used.append({"box": None, "box_source": None})
                 continue
-            crops.append(crop_to_box(img, photo.box, name=str(photo.path)))
+            crops.append(crop_to_box(img, [v * scale for v in photo.box], name=str(photo.path)))
             used.append({"box": list(photo.box), "box_source": "given"})
         elif mode == "auto":
             crop, box, source = localiser.crop(img)
             crops.append(crop)
-            used.append({"box": list(box) if box else None, "box_source": source})
+            used.append({"box": [v / scale for v in box] if box else None, "box_source": source})
         else:
             crops.append(img)
             used.append({"box": None, "box_source": "none"})

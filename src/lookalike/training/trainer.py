@@ -119,9 +119,9 @@ class TrainConfig:
             raise ConfigError(f"--lr must be a positive number, got {self.lr}")
         if self.photo_views < 0 or self.val_photos < 0:
             raise ConfigError(f"--photo-views and --val-photos must be >= 0, got {self.photo_views}, {self.val_photos}")
-        if self.photo_views and (self.head != "mlp" or self.finetune_blocks):
-            raise ConfigError("--photo-views trains a dense head on a frozen backbone's vectors: use --head mlp "
-                              "without --finetune-blocks")
+        if self.photo_views and (self.finetune_blocks or self.augment):
+            raise ConfigError("--photo-views trains a head on a frozen backbone's stored vectors: use it without "
+                              "--finetune-blocks and --augment (the photos are the augmentation)")
         if self.photo_views and self.val_photos < 1:
             raise ConfigError("--photo-views chooses its best epoch on validation photos: --val-photos must be >= 1")
         if not (self.temperature > 0 and self.instance_weight >= 0):
