@@ -5,6 +5,8 @@ Screenshots are saved under ``$LOOKALIKE_ARTIFACTS`` (default ``test-artifacts/`
 
 from __future__ import annotations
 
+import json
+
 import os
 import shutil
 import threading
@@ -84,6 +86,39 @@ def test_upload_a_photo_and_see_results(server, page, photo_paths):
     page.locator(".result").first.click()  # clicking a result searches from it
     page.wait_for_function("document.querySelector('#status').textContent.includes('matches for')")
     assert first in page.inner_text("#status")
+    assert not page.errors
+
+
+def test_the_item_found_in_a_photo_is_drawn_and_another_box_can_be_chosen(server, page, tmp_path):
+    from PIL import Image, ImageDraw
+
+    base, _ws, _app = server
+    photo = Image.new("RGB", (480, 360), (40, 90, 40))
+    draw = ImageDraw.Draw(photo)
+    draw.ellipse((40, 50, 200, 300), fill=(250, 240, 30))
+    draw.rectangle((300, 60, 440, 200), fill=(240, 40, 200))
+    photo.save(tmp_path / "two-items.jpg")
+    page.goto(base + "/")
+    page.set_input_files("#file", str(tmp_path / "two-items.jpg"))
+    page.wait_for_function("document.querySelector('#status').textContent.includes('matches under')")
+    status = page.inner_text("#status")
+    assert "the item found in the photo" in status or "no item was found" in status
+    boxes = json.loads(page.get_attribute("#preview", "data-candidates") or "[]")
+    if boxes:  # click inside the last box found: it is searched as the user's box
+        x1, y1, x2, y2 = boxes[-1]
+        canvas = page.locator("#preview").bounding_box()
+        scale = canvas["width"] / 480
+        page.mouse.click(canvas["x"] + (x1 + x2) / 2 * scale, canvas["y"] + (y1 + y2) / 2 * scale)
+        page.wait_for_function("document.querySelector('#status').textContent.includes('your box')")
+        chosen = [int(v) for v in page.input_value("#box").split(",")]
+        assert chosen == pytest.approx(boxes[-1], abs=1)
+    canvas = page.locator("#preview").bounding_box()  # drag to draw a box
+    page.mouse.move(canvas["x"] + 10, canvas["y"] + 10)
+    page.mouse.down()
+    page.mouse.move(canvas["x"] + 120, canvas["y"] + 100, steps=5)
+    page.mouse.up()
+    page.wait_for_function("document.querySelector('#status').textContent.includes('your box')")
+    page.screenshot(path=str(ARTIFACTS / "search-photo-boxes.png"), full_page=True)
     assert not page.errors
 
 

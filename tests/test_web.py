@@ -8,7 +8,7 @@ import threading
 
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from lookalike.catalogue import import_catalogue
 from lookalike.demo import BUNDLED_SAMPLE
@@ -66,6 +66,25 @@ def test_search_by_upload_and_by_item(client, ws):
     by_item = client.get("/api/search/item", params={"item_id": first["item_id"], "system": "pixels/hamming", "k": 3})
     assert by_item.status_code == 200
     assert first["item_id"] not in [r["item_id"] for r in by_item.json()["results"]]
+
+
+def test_search_by_upload_finds_the_item_or_uses_the_whole_photo(client):
+    photo = Image.new("RGB", (320, 240), (40, 90, 40))
+    ImageDraw.Draw(photo).ellipse((40, 50, 150, 200), fill=(250, 240, 30))
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG")
+    upload = {"file": ("photo.jpg", buffer.getvalue(), "image/jpeg")}
+    body = client.post("/api/search", data={"system": "pixels/l2", "k": "3"}, files=upload).json()
+    query = body["query"]
+    assert query["box_source"] == "auto" and query["size"] == [320, 240] and query["candidates"]
+    assert all(0 <= v <= 320 for c in query["candidates"] for v in c["box"]) and len(body["results"]) == 3
+    body = client.post("/api/search", data={"system": "pixels/l2", "box": "none"}, files=upload).json()
+    assert body["query"]["box"] is None and body["query"]["box_source"] == "none"
+    for box, expected in (("1.5,1.5,2.5,2.5", [1.0, 1.0, 3.0, 3.0]), ("-50,10,100,900", [0, 10, 100, 240])):
+        response = client.post("/api/search", data={"system": "pixels/l2", "box": box}, files=upload)
+        assert response.status_code == 200, response.text  # was a 500 for the tiny box
+        assert response.json()["query"]["box_source"] == "given"
+        assert response.json()["query"]["box"] == pytest.approx(expected, abs=1.01)
 
 
 @pytest.mark.parametrize("case, status, message", [

@@ -273,9 +273,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     from .mapping import make_map
 
-    print(f"== 6. map of {models[-1]} (t-SNE)")
+    print(f"== 8. map of {models[-1]} (t-SNE)")
     make_map(ws, models[-1], sample=min(1000, len(ws.catalogue)), seed=args.seed)
-    print("== 7. the web app: search by photo, map, Dope or Nope, leaderboard (Ctrl-C stops it)")
+    print("== 9. the web app: search by photo, map, Dope or Nope, leaderboard (Ctrl-C stops it)")
     from .web import Settings
 
     return _serve(ws, Settings(), args.host, args.port, "warning")

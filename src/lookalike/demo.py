@@ -69,6 +69,71 @@ def run_demo(workspace: Workspace, *, limit: int = 5000, seed: int = 0, models: 
     echo(f"== 5. evaluation: is the nearest item of {n_queries} random items in the same category?")
     report = evaluate(workspace, list(models), list(Metric), subset=None, queries=n_queries, seed=seed)
     echo(report.table())
+    photo = photo_search(workspace, engine, models[-1], seed=seed, k=k, echo=echo)
     echo(f"done. Try: lookalike search --item {queries[0]} --model {models[-1]} --metric hamming -k 5 "
          f"-w {workspace.root}")
-    return {"import": summary, "searches": shown, "evaluation": report.to_dict()}
+    return {"import": summary, "searches": shown, "evaluation": report.to_dict(), "photo": photo}
+
+
+def photo_search(workspace: Workspace, engine: SearchEngine, model: str, *, seed: int = 0, k: int = 5,
+                 localiser_photos: int = 600, echo: Callable[[str], None] = print) -> dict:
+    """A phone-like photo of a test item, searched with no box: the item is found, then searched.
+
+    Trains the workspace's item localiser on ``localiser_photos`` synthetic photos of training items first,
+    unless it has one. Writes ``WS/demo-photo/search.png``: the photo with the boxes, and the matches.
+    """
+    from .photos import box_iou, make_query_photos, read_query_photos
+    from .photos.localise import TrainedLocaliser, train_localiser
+
+    folder = workspace.root / "demo-photo"
+    if not (workspace.root / "localiser" / TrainedLocaliser.META).is_file():
+        train_ids = sorted(i.id for i in workspace.catalogue.items() if i.split != "test")
+        cut = max(1, len(train_ids) // 10)
+        echo(f"== 6. train the item localiser on {localiser_photos} synthetic photos of training items")
+        meta = train_localiser(workspace, train_ids[cut:], train_ids[:cut], workspace.root / "localiser",
+                               photos=localiser_photos, val_photos=100, epochs=15, seed=seed, log=lambda _l: None)
+        echo(f"localiser: validation mean IoU {meta['best_val_mean_iou']:.2f} ({meta['seconds']:.0f} s)")
+        engine._localiser = None
+    split = "test" if any(True for _ in workspace.catalogue.items(split="test")) else None
+    photo = read_query_photos(make_query_photos(workspace, folder, count=1, split=split, seed=seed + 1,
+                                                progress=False))[0]
+    result = engine.search_image(photo.path, model, "l2", k, box="auto")
+    query = result.query
+    echo(f"== 7. search by photo: {photo.path} shows a {photo.category} (true box "
+         f"{[round(v) for v in photo.box]}); no box given")
+    if query["box"] is None:
+        echo("no item found: searched the whole photo")
+    else:
+        echo(f"item found at {[round(v) for v in query['box']]} (IoU {box_iou(tuple(query['box']), photo.box):.2f} "
+             f"with the true box; {len(query['candidates'])} candidate box(es))")
+    hits = sum(m.category == photo.category for m in result.results)
+    echo(f"  {model} l2 [{hits}/{k} same category]: " + ", ".join(f"{m.category} {m.distance:.3g}"
+                                                                  for m in result.results))
+    picture = folder / "search.png"
+    photo_search_picture(photo, result, picture)
+    echo(f"picture: {picture}")
+    return {"photo": str(photo.path), "true_box": list(photo.box), "result": result.to_dict(), "picture": str(picture)}
+
+
+def photo_search_picture(photo, result, path: Path, thumb: int = 128) -> None:
+    """The photo with the true box (green), the candidates (blue) and the box searched (yellow), then the matches."""
+    from PIL import Image, ImageDraw, ImageOps
+
+    from .images import load_image
+
+    img = load_image(photo.path)
+    draw = ImageDraw.Draw(img)
+    draw.rectangle(photo.box, outline=(46, 160, 67), width=2)
+    for c in result.query.get("candidates", []):
+        draw.rectangle(c["box"], outline=(0, 150, 255), width=1)
+    if result.query["box"]:
+        draw.rectangle(result.query["box"], outline=(255, 196, 0), width=3)
+    img.thumbnail((2 * thumb, 2 * thumb))
+    sheet = Image.new("RGB", (img.width + 8 + len(result.results) * (thumb + 4), max(img.height, thumb)), "white")
+    sheet.paste(img, (0, 0))
+    for n, m in enumerate(result.results):
+        match = load_image(m.path).resize((thumb - 8, thumb - 8))
+        colour = (46, 160, 67) if m.category == photo.category else (207, 34, 46)
+        sheet.paste(ImageOps.expand(match, border=4, fill=colour), (img.width + 8 + n * (thumb + 4), 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)

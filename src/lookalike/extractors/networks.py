@@ -9,23 +9,57 @@ from torch import nn
 VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
 
+POOLINGS = ("avg", "gem", "rmac")
+
+
 class GlobalPooledFeatures(nn.Module):
-    """Global average pool of a network's ``extract_features`` map, optionally L2-normalised.
+    """A network's ``extract_features`` map pooled to a vector, optionally L2-normalised.
+
+    ``avg``: global average. ``gem``: generalised mean with power 3 (Radenovic et al. 2018), between
+    average and max, so the strongest (item) activations count more than a cluttered background.
+    ``rmac``: regional maximum activations (Tolias et al. 2016): max-pooled square regions at three
+    scales, each L2-normalised, then summed, so no single region (clutter) dominates.
 
     Normalising removes "hub" vectors: images with weak activations (plain textures) have small
     norms and would otherwise be near every query under L1 / L2.
     """
 
-    def __init__(self, net: nn.Module, normalize: bool = False):
+    def __init__(self, net: nn.Module, normalize: bool = False, pooling: str = "avg", gem_power: float = 3.0):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}; got {pooling!r}")
         self.net = net
         self.normalize = normalize
+        self.pooling = pooling
+        self.gem_power = gem_power
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = self.net.extract_features(x).mean(dim=(2, 3))
+        fmap = self.net.extract_features(x)
+        if self.pooling == "gem":
+            pooled = fmap.clamp_min(1e-6).pow(self.gem_power).mean(dim=(2, 3)).pow(1.0 / self.gem_power)
+        elif self.pooling == "rmac":
+            pooled = rmac(fmap)
+        else:
+            pooled = fmap.mean(dim=(2, 3))
         if self.normalize:
             pooled = pooled / pooled.norm(dim=1, keepdim=True).clamp_min(1e-12)
         return pooled
+
+
+def rmac(fmap: torch.Tensor, scales: int = 3) -> torch.Tensor:
+    """R-MAC on a square map: at scale l, square regions of side 2*S/(l+1) on an (l x l) grid (about 40%
+    overlap), each max-pooled and L2-normalised, summed with the whole map's."""
+    size = int(fmap.shape[-1])  # fixed by the input size (a constant when traced)
+    total = nn.functional.normalize(fmap.amax(dim=(2, 3)), dim=1)
+    for level in range(2, scales + 1):
+        side = max(1, int(round(2 * size / (level + 1))))
+        step = (size - side) / (level - 1) if level > 1 else 0
+        for i in range(level):
+            for j in range(level):
+                top, left = int(round(i * step)), int(round(j * step))
+                region = fmap[:, :, top : top + side, left : left + side].amax(dim=(2, 3))
+                total = total + nn.functional.normalize(region, dim=1)
+    return total
 
 
 def vgg16_features() -> nn.Sequential:

@@ -41,7 +41,8 @@ class TrainedExtractor(Extractor):
                   f"{', mean with the mirror image' if cfg.get('flip_tta') else ''})", dim=cfg["hidden"],
             preprocess=self.backbone.config.preprocess,
             weights=f"trained in this workspace on {len(saved['categories'])} categories{top} "
-                    f"(best epoch {saved['best_epoch']}, validation accuracy {saved['best_val_acc']:.1%})",
+                    f"(best epoch {saved['best_epoch']}, {saved.get('selected_on', 'validation accuracy')} "
+                    f"{saved['best_val_acc']:.1%})",
             license="same as the backbone and the catalogue",
             description=f"{cfg['backbone']} {'fine-tuned (' + str(cfg['finetune_blocks']) + ' blocks)' if self.finetuned else 'frozen'}"
                         f" + new {cfg['hidden']}-unit layer trained on the catalogue's categories",

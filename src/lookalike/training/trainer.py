@@ -7,7 +7,7 @@ the images themselves (with flip augmentation; meant for a GPU).
 A trained model lives in ``WS/models/<name>/``::
 
     model.json       settings, label map, per-epoch history, best epoch, status
-    head.pt          weights of the best epoch (by validation accuracy)
+    head.pt          weights of the best epoch (by validation accuracy; with photo views, by validation photos)
     backbone.pt      fine-tuned backbone weights of the best epoch (only with finetune_blocks > 0)
     checkpoint.pt    state after the last finished epoch (model, optimiser, schedule): resume from here
 """
@@ -150,9 +150,10 @@ class TrainResult:
     best_val_acc: float
     history: list[EpochStats] = field(default_factory=list)
     resumed_from: int = 0
+    selected_on: str = "validation accuracy"
 
     def lines(self) -> list[str]:
-        return [f"{self.name}: best epoch {self.best_epoch} with validation accuracy {self.best_val_acc:.1%} "
+        return [f"{self.name}: best epoch {self.best_epoch} with {self.selected_on} {self.best_val_acc:.1%} "
                 f"({self.train_items} training / {self.val_items} validation items, {len(self.categories)} "
                 f"categories); saved in {self.directory}",
                 f"extract its vectors with: lookalike extract --model {self.name} -w {self.directory.parent.parent}"]
@@ -285,7 +286,8 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
 
     state = {"config": asdict(config), "categories": categories, "backbone_fingerprint": backbone.fingerprint(),
              "in_dim": in_dim, "train_items": len(train_ids), "val_items": len(val_ids), "history": [],
-             "best_epoch": 0, "best_val_acc": -1.0, "status": "training", "device": dev}
+             "best_epoch": 0, "best_val_acc": -1.0, "status": "training", "device": dev,
+             "selected_on": data.selected_on}
     start_epoch = 1
     checkpoint = directory / "checkpoint.pt"
     if checkpoint.is_file() and saved is not None and not overwrite:
@@ -448,7 +450,8 @@ def _read_model_file(directory: Path) -> dict[str, Any] | None:
 def _result_from_file(directory: Path, saved: dict[str, Any]) -> TrainResult:
     return TrainResult(saved["config"]["name"], directory, saved["categories"], saved["train_items"],
                        saved["val_items"], saved["best_epoch"], saved["best_val_acc"],
-                       [EpochStats(**h) for h in saved["history"]])
+                       [EpochStats(**h) for h in saved["history"]],
+                       selected_on=saved.get("selected_on", "validation accuracy"))
 
 
 class _Data:
@@ -456,6 +459,7 @@ class _Data:
 
     val_chunk = 4096
     score_name = "acc"
+    selected_on = "validation accuracy"
 
     def train_batch(self, batch: np.ndarray, rng: np.random.Generator):
         raise NotImplementedError
@@ -599,6 +603,7 @@ class _PhotoViewData(_VectorData):
         self.last_scores: dict[str, float] = {}
 
     score_name = "photo score"
+    selected_on = "validation photo score (mean of top-1 and item Recall@10)"
 
     def score_details(self) -> str:
         return " (" + ", ".join(f"{k} {v:.1%}" for k, v in self.last_scores.items()) + ")"
