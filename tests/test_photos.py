@@ -266,22 +266,27 @@ def test_query_photos_naming_unknown_items_are_refused(ws, tmp_path, capsys):
 
 
 # -- training ------------------------------------------------------------------------------------
-def test_photos_recipe_trains_a_model_and_a_localiser(ws, capsys):
+def test_photos_recipe_trains_two_heads_a_combination_and_a_localiser(ws, capsys):
     code, out, err = run(capsys, "train", "--recipe", "photos", "--name", "photo-model", "--epochs", 2,
                          "--photo-views", 1, "--val-photos", 10, "--hidden", 32, "--localiser-photos", 30,
                          "-w", ws.root)
     assert code == 0, err
-    assert "localiser: validation mean IoU" in out and "photo-model: best epoch" in out
-    saved = json.loads((ws.root / "models" / "photo-model" / "model.json").read_text())
-    assert saved["config"]["recipe"] == "photos" and saved["config"]["backbone"] == "efficientnet-lite0"
-    assert saved["config"]["photo_views"] == 1 and saved["config"]["epochs"] == 2
+    assert "localiser: validation mean IoU" in out and "photo-model-lite0: best epoch" in out
+    assert "photo-model-pixels: best epoch" in out and "validation photo score" in out
+    for part, backbone, head in (("photo-model-lite0", "efficientnet-lite0-rmac", "mlp"),
+                                 ("photo-model-pixels", "pixels", "conv")):
+        saved = json.loads((ws.root / "models" / part / "model.json").read_text())
+        config = saved["config"]
+        assert config["recipe"] == "photos" and config["backbone"] == backbone and config["head"] == head
+        assert config["photo_views"] == 1 and config["epochs"] == 2 and len(saved["history"]) == 2
+    combined = json.loads((ws.root / "models" / "photo-model" / "model.json").read_text())
+    assert combined["config"]["models"] == ["photo-model-lite0", "photo-model-pixels"]
     assert (ws.root / "localiser" / "localiser.onnx").is_file()
-    # the model is an extractor like any other: store path == image path
-    code, out, err = run(capsys, "extract", "--model", "photo-model", "-w", ws.root)
-    assert code == 0, err
+    # the model is ready to search, and an extractor like any other: store path == image path
     ws2 = Workspace(ws.root)
     model = create_extractor("photo-model")
     ids, stored = ws2.feature_store("photo-model").load()
+    assert len(ids) == len(ws2.catalogue)
     images = [load_image(ws2.catalogue.resolve(ws2.catalogue.get(i).path)) for i in ids[:5]]
     np.testing.assert_allclose(model.embed(images), stored[:5], rtol=1e-4, atol=1e-4)
     # the trained localiser is now the workspace's
@@ -289,9 +294,22 @@ def test_photos_recipe_trains_a_model_and_a_localiser(ws, capsys):
 
     localiser = workspace_localiser(ws2)
     assert isinstance(localiser, TrainedLocaliser)
-    found = localiser.locate(load_image(read_query_photos(make_query_photos(
-        ws2, ws.root / "more-photos", count=1, split="test", seed=9, progress=False))[0].path))
-    assert all(0 <= d.score <= 1 for d in found)
+    photo = read_query_photos(make_query_photos(ws2, ws.root / "more-photos", count=1, split="test", seed=9,
+                                                progress=False))[0]
+    assert all(0 <= d.score <= 1 for d in localiser.locate(load_image(photo.path)))
+    code, out, err = run(capsys, "search", "--image", photo.path, "--model", "photo-model", "-w", ws.root, "--json")
+    assert code == 0, err
+    assert json.loads(out)["query"]["box_source"] in ("auto", "none")
+
+
+def test_a_recipe_on_a_given_backbone_trains_one_head(ws, capsys):
+    code, out, err = run(capsys, "train", "--recipe", "photos", "--backbone", "efficientnet-lite0", "--name",
+                         "photo-one", "--epochs", 1, "--photo-views", 1, "--val-photos", 10, "--hidden", 16, "-w",
+                         ws.root)
+    assert code == 0, err
+    assert "photo-one: best epoch 1" in out and "training the item localiser" not in out  # the workspace has one
+    saved = json.loads((ws.root / "models" / "photo-one" / "model.json").read_text())
+    assert saved["config"]["backbone"] == "efficientnet-lite0" and saved["config"]["hidden"] == 16
 
 
 def test_photo_view_settings_are_checked(ws):
@@ -307,7 +325,8 @@ def test_photo_view_settings_are_checked(ws):
 
     with pytest.raises(ConfigError, match="unknown recipe 'studio'; choose one of: photos"):
         recipe_config("studio", "x")
-    assert recipe_config("photos", "x", backbone="pixels", epochs=3).backbone == "pixels"
+    assert recipe_config("photos", "x", backbone="pixels", epochs=3).head == "conv"
+    assert recipe_config("photos", "x").backbone == "efficientnet-lite0-rmac"
 
 
 def test_huge_photos_are_decoded_at_reduced_size_and_boxes_stay_in_full_size_pixels(ws, tmp_path, capsys):

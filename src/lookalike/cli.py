@@ -185,10 +185,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .training.recipes import train_recipe
 
         given.pop("name")
-        result, localiser = train_recipe(ws, args.recipe, args.name, device=args.device, overwrite=args.overwrite,
-                                         localiser_photos=args.localiser_photos, **given)
+        results, localiser = train_recipe(ws, args.recipe, args.name, device=args.device, overwrite=args.overwrite,
+                                          localiser_photos=args.localiser_photos, **given)
         if localiser is not None:
             print(f"localiser: validation mean IoU {localiser['best_val_mean_iou']:.3f}, saved in {ws.root / 'localiser'}")
+        for result in results:
+            print(result.lines()[0])
+        print(f"{args.name} is ready: lookalike search --image PHOTO --model {args.name} -w {ws.root}")
+        return 0
     else:
         if "backbone" not in given:
             raise LookalikeError("--backbone is required (or use --recipe photos, which picks its own)")

@@ -1,10 +1,15 @@
 """Named training recipes: one command trains a recommended model (``lookalike train --recipe NAME``).
 
-``photos``: a model for customer photos, street-to-shop. On a frozen EfficientNet-Lite0 (unless
-``backbone`` is given), a 1,024-unit L2-normalised layer is trained on the catalogue's clean images and on
-synthetic phone photos of each training item (4 per item): CosFace over the categories plus a
-contrastive loss that brings each photo to its own item. The best epoch is chosen on photos of
-validation items only. The same run trains the workspace's item localiser (``WS/localiser``) on photos of
+``photos``: a model for customer photos, street-to-shop. Two heads on frozen backbones, each trained on
+the catalogue's clean images and on synthetic phone photos of each training item (4 per item), with
+CosFace over the categories plus a contrastive loss that brings each photo to its own item, and each
+chosen on photos of validation items only:
+
+- ``NAME-lite0``: a 1,024-unit L2-normalised layer on EfficientNet-Lite0's R-MAC vectors (ImageNet);
+- ``NAME-pixels``: a small CNN + 4,096-unit layer on the 32x32 pixels (mirror-averaged).
+
+``NAME`` joins them (``lookalike combine``, weights 1:1). With ``backbone`` given, one head on it is
+trained instead. The same run trains the workspace's item localiser (``WS/localiser``) on photos of
 training items, unless one is there already.
 """
 
@@ -22,45 +27,85 @@ from .trainer import TrainConfig, TrainResult, train
 RECIPES = ("photos",)
 
 
-def recipe_config(recipe: str, name: str, backbone: str | None = None, **overrides: Any) -> TrainConfig:
-    """The settings of a named recipe (``overrides``: any TrainConfig field given explicitly)."""
+def recipe_parts(recipe: str, name: str, backbone: str | None = None, **overrides: Any) -> list[TrainConfig]:
+    """The models a recipe trains: with ``backbone``, one on it; else its default parts (``overrides``: any
+    TrainConfig field given explicitly, applied to every part)."""
     if recipe != "photos":
         raise ConfigError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
-    config = TrainConfig(backbone=backbone or "efficientnet-lite0", name=name, hidden=1024, epochs=30,
-                         batch_size=256, lr=1e-3, dropout=0.1, input_dropout=0.1, label_smoothing=0.0,
-                         loss="cosface", photo_views=4, instance_weight=1.0, temperature=0.05, val_photos=500,
-                         recipe=recipe)
+    if backbone is not None:
+        return [recipe_config(recipe, name, backbone, **overrides)]
+    return [recipe_config(recipe, f"{name}-lite0", "efficientnet-lite0-rmac", **overrides),
+            recipe_config(recipe, f"{name}-pixels", "pixels", **overrides)]
+
+
+def recipe_config(recipe: str, name: str, backbone: str | None = None, **overrides: Any) -> TrainConfig:
+    """The settings of a named recipe on one backbone (``overrides``: any TrainConfig field given explicitly).
+
+    Image-shaped backbones (``pixels``) get the conv head, the others the dense head.
+    """
+    from ..extractors import create_extractor
+
+    if recipe != "photos":
+        raise ConfigError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
+    backbone = backbone or "efficientnet-lite0-rmac"
+    if create_extractor(backbone).feature_shape is not None:  # a small CNN on the image-shaped vectors
+        config = TrainConfig(backbone=backbone, name=name, hidden=4096, epochs=15, batch_size=256, lr=1e-3,
+                             dropout=0.5, input_dropout=0.0, label_smoothing=0.0, loss="cosface", head="conv",
+                             conv_depth=2, flip_tta=True, photo_views=4, instance_weight=1.0, temperature=0.05,
+                             val_photos=500, recipe=recipe)
+    else:
+        config = TrainConfig(backbone=backbone, name=name, hidden=1024, epochs=30, batch_size=256, lr=1e-3,
+                             dropout=0.1, input_dropout=0.1, label_smoothing=0.0, loss="cosface", photo_views=4,
+                             instance_weight=1.0, temperature=0.05, val_photos=500, recipe=recipe)
     return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def train_recipe(workspace: Workspace, recipe: str, name: str, *, backbone: str | None = None,
                  device: str = "auto", overwrite: bool = False, localiser: bool = True,
-                 localiser_photos: int = 2000, log: Callable[[str], None] = print, **overrides: Any) -> tuple[TrainResult, dict | None]:
-    """Train the recipe's model (and, for ``photos``, the workspace's localiser); returns both results."""
+                 localiser_photos: int = 2000, log: Callable[[str], None] = print,
+                 **overrides: Any) -> tuple[list[TrainResult], dict | None]:
+    """Train the recipe's models (for ``photos``: the item localiser too, unless the workspace has one) and,
+    when there are several, combine them as ``name``. Returns the parts' results and the localiser's metadata."""
     from ..extractors import create_extractor
+    from ..extractors.combined import save_combined
     from ..features import extract_features
     from ..photos.localise import TrainedLocaliser, train_localiser
     from .trainer import resolve_device, training_split
 
-    config = recipe_config(recipe, name, backbone, **overrides)
-    config.check()
+    parts = recipe_parts(recipe, name, backbone, **overrides)
+    for config in parts:
+        config.check()
     if localiser_photos < 1:
         raise ConfigError(f"--localiser-photos must be at least 1, got {localiser_photos}")
     started = time.perf_counter()
-    store = workspace.feature_store(config.backbone)
-    if len(store) < len(workspace.catalogue):  # the head trains on the backbone's stored vectors
-        log(f"{name}: extracting the missing {config.backbone} vectors first")
-        summary = extract_features(workspace.catalogue, create_extractor(config.backbone), store)
-        for line in summary.lines():
-            log(line)
-    train_ids, val_ids, _categories, _labels = training_split(workspace, config)
+    for config in parts:
+        store = workspace.feature_store(config.backbone)
+        if len(store.stored_ids() & set(workspace.catalogue.ids())) < len(workspace.catalogue):
+            log(f"{name}: extracting the missing {config.backbone} vectors first (heads train on them)")
+            summary = extract_features(workspace.catalogue, create_extractor(config.backbone), store)
+            for line in summary.lines():
+                log(line)
+    train_ids, val_ids, _categories, _labels = training_split(workspace, parts[0])
     localiser_meta = None
     directory = workspace.root / "localiser"
     if localiser and (overwrite or not (directory / TrainedLocaliser.META).is_file()):
         log(f"{name}: training the item localiser on synthetic photos of training items")
-        localiser_meta = train_localiser(workspace, train_ids, val_ids, directory, seed=config.seed,
+        localiser_meta = train_localiser(workspace, train_ids, val_ids, directory, seed=parts[0].seed,
                                          photos=localiser_photos, val_photos=max(10, localiser_photos // 7),
                                          device=resolve_device(device), log=log)
-    result = train(workspace, config, device=device, overwrite=overwrite, log=log)
+    results = []
+    for config in parts:
+        part_started = time.perf_counter()
+        results.append(train(workspace, config, device=device, overwrite=overwrite, log=log))
+        log(f"{config.name}: trained in {(time.perf_counter() - part_started) / 60:.1f} min")
+    for config in parts:  # the catalogue's vectors, from the backbones' stores: seconds
+        extract_features(workspace.catalogue, create_extractor(config.name), workspace.feature_store(config.name),
+                         overwrite=overwrite, backbone_store=workspace.feature_store(config.backbone), progress=False)
+    if len(parts) > 1:
+        model = save_combined(workspace.models_dir, name, [c.name for c in parts], None, overwrite=True)
+        workspace.register_trained_models()
+        extract_features(workspace.catalogue, create_extractor(name), workspace.feature_store(name), overwrite=True,
+                         part_stores=[workspace.feature_store(c.name) for c in parts], progress=False)
+        log(f"{name}: {model.config.architecture} ({model.dim}-d), catalogue vectors extracted")
     log(f"{name}: recipe {recipe!r} finished in {(time.perf_counter() - started) / 60:.1f} min")
-    return result, localiser_meta
+    return results, localiser_meta
