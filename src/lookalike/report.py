@@ -30,6 +30,10 @@ def write_report(report: EvalReport, workspace: Workspace, out: str | Path, *, c
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "report.json", out / "report.md", out / "top1.png", out / "matches.png"]
     files[0].write_text(json.dumps(report.to_dict(), indent=2))
+    if report.photos is not None:  # one row per model and box mode: "model (box)"
+        from dataclasses import replace
+
+        report = replace(report, rows=[replace(r, model=f"{r.model} ({r.box})") for r in report.rows])
     files[1].write_text(markdown(report, command=command))
     bar_chart(report, files[2])
     match_grid(report, workspace, files[3])
@@ -48,7 +52,11 @@ def _models(report: EvalReport) -> list[str]:
 def markdown(report: EvalReport, *, command: str = "") -> str:
     metrics, models = _metrics(report), _models(report)
     rows = {(r.model, r.metric): r for r in report.rows}
-    if report.protocol == "held-out":
+    if report.photos is not None:
+        where = (f"query photos `{report.photos.get('csv')}`, boxes: {', '.join(report.photos.get('boxes', []))}; "
+                 f"gallery from every split but `{report.split}` plus the photos' items" if report.split else
+                 f"query photos `{report.photos.get('csv')}`")
+    elif report.protocol == "held-out":
         where = (f"queries from split `{report.split}`, gallery from "
                  + (f"split `{report.gallery_split}`" if report.gallery_split else f"every split but `{report.split}`"))
     else:
@@ -58,6 +66,11 @@ def markdown(report: EvalReport, *, command: str = "") -> str:
              f"queries, seed {report.seed}.", ""]
     if command:
         lines += ["```", command, "```", ""]
+    iou = (report.photos or {}).get("localiser_iou")
+    if iou:
+        lines += [f"Localiser ({report.photos.get('localiser')}): mean IoU {iou['mean_iou']:.3f} with the given "
+                  f"boxes; IoU >= 0.5 on {iou['iou>=0.5']:.1%} of {iou['photos']} photos; an item found in "
+                  f"{iou['found']:.1%}.", ""]
     lines += ["## Top-1 same-category accuracy", "",
               "| model | " + " | ".join(metrics) + " |", "|---|" + "---:|" * len(metrics),
               f"| random pairs | " + " | ".join(f"{report.baseline_top1:.1%}" for _ in metrics) + " |"]
