@@ -78,7 +78,7 @@ def test_upload_a_photo_and_see_results(server, page, photo_paths):
     base, _ws, _app = server
     page.goto(base + "/")
     page.set_input_files("#file", str(photo_paths["chelsea"]))
-    page.wait_for_selector(".result img")
+    page.wait_for_selector(".result img", timeout=120_000)  # the first upload builds the localiser's graph
     assert page.locator(".result").count() == 12
     assert "matches under" in page.inner_text("#status")
     page.screenshot(path=str(ARTIFACTS / "search.png"), full_page=True)
@@ -100,7 +100,8 @@ def test_the_item_found_in_a_photo_is_drawn_and_another_box_can_be_chosen(server
     photo.save(tmp_path / "two-items.jpg")
     page.goto(base + "/")
     page.set_input_files("#file", str(tmp_path / "two-items.jpg"))
-    page.wait_for_function("document.querySelector('#status').textContent.includes('matches under')")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('matches under')",
+                           timeout=120_000)
     status = page.inner_text("#status")
     assert "the item found in the photo" in status or "no item was found" in status
     boxes = json.loads(page.get_attribute("#preview", "data-candidates") or "[]")

@@ -268,3 +268,17 @@ def test_empty_workspace_answers_409_not_500(tmp_path):
                          c.post("/api/search", files={"file": ("x.png", png_bytes(), "image/png")}),
                          c.get("/api/search/item", params={"item_id": "x"})):
             assert response.status_code == 409 and "extract" in response.json()["detail"]
+
+
+def test_the_app_script_parses():
+    """A syntax error in app.js breaks every page silently; node, where installed, catches it."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    script = Path(__file__).parents[1] / "src" / "lookalike" / "web" / "static" / "app.js"
+    result = subprocess.run([node, "--check", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

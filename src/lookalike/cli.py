@@ -261,9 +261,20 @@ def _serve(ws, settings, host: str, port: int, log_level: str) -> int:
     from .web import create_app
 
     app = create_app(ws, settings)
+    _warm_up_localiser(app)
     print(f"Lookalike on http://{host}:{port}/  (systems: {', '.join(app.state.lookalike.systems)})", flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
     return 0
+
+
+def _warm_up_localiser(app) -> None:
+    """Load (on first use: export) the item localiser before serving, so the first upload does not wait."""
+    from PIL import Image
+
+    try:
+        app.state.lookalike.engine.localiser().locate(Image.new("RGB", (64, 64), (128, 128, 128)))
+    except LookalikeError as error:  # weights missing: uploads still work with a box or --box none
+        print(f"lookalike: the item localiser is not available ({error}); photos are searched whole")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

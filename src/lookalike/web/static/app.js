@@ -93,8 +93,8 @@ function initSearch() {
       const result = await api("/api/search", { method: "POST", body: form });
       const q = result.query;
       if (q.box_source === "auto") { candidates = q.candidates || []; used = q.box; }
-      canvas.dataset.candidates = JSON.stringify(candidates.map((c) => c.box));
       else if (q.box_source === "none") { used = null; }
+      canvas.dataset.candidates = JSON.stringify(candidates.map((c) => c.box));
       const where = { auto: `the item found in the photo (${candidates.length} found: click another box, or drag to draw one)`,
         given: "your box", none: box === "none" ? "the whole photo" : "the whole photo: no item was found" }[q.box_source];
       $("status").textContent = `${result.results.length} matches under ${result.system}, searching ${where}`;
