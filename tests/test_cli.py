@@ -68,11 +68,15 @@ def test_search_by_image_finds_the_same_item(ws, capsys):
 
     item = next(Workspace(ws).catalogue.items())
     path = Workspace(ws).catalogue.resolve(item.path)
-    code, out, _ = run(capsys, "search", "--image", path, "--model", "pixels", "--metric", "l2", "-k", 3, "-w", ws,
-                       "--json")
+    # the whole image (--box none) is the catalogue image itself: found at distance 0
+    code, out, _ = run(capsys, "search", "--image", path, "--box", "none", "--model", "pixels", "--metric", "l2",
+                       "-k", 3, "-w", ws, "--json")
     assert code == 0
     result = json.loads(out)
     assert result["results"][0]["item_id"] == item.id and result["results"][0]["distance"] == pytest.approx(0, abs=1e-3)
+    # by default the item is looked for first; the query says which box was searched
+    code, out, _ = run(capsys, "search", "--image", path, "--model", "pixels", "-k", 3, "-w", ws, "--json")
+    assert code == 0 and json.loads(out)["query"]["box_source"] in ("auto", "none")
     code, out, _ = run(capsys, "search", "--image", path, "--box", "0,0,14,28", "--model", "pixels", "-w", ws)
     assert code == 0 and "1." in out
 
