@@ -132,9 +132,12 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     code, out, _ = run(capsys, "demo", "-w", tmp_path / "demo", "--limit", 150, "--no-serve")
     assert code == 0
     for step in ("== 1. import 150", "== 2. extract", "== 3. build", "== 4. example searches", "== 5. evaluation",
-                 "random pairs", "done. Try:"):
+                 "random pairs", "== 6. train the item localiser", "== 7. search by photo", "done. Try:"):
         assert step in out
-    assert out.count("same category]") == 3 * 2 * 3  # 3 queries x 2 models x 3 metrics
+    assert out.count("same category]") == 3 * 2 * 3 + 1  # 3 queries x 2 models x 3 metrics, and the photo
+    assert "IoU" in out or "no item found" in out
+    assert (tmp_path / "demo" / "demo-photo" / "search.png").is_file()
+    assert (tmp_path / "demo" / "localiser" / "localiser.onnx").is_file()
 
 
 def test_evaluate_command(ws, capsys):

@@ -28,8 +28,8 @@ def photos(photo_paths):
 
 
 def test_registry_lists_and_names_choices():
-    assert list_extractors() == ["efficientnet-lite0", "efficientnet-lite2", "pixels", "vgg16-fc6", "vgg16-fc7",
-                                 "vgg16-pool5"]
+    assert list_extractors() == ["efficientnet-lite0", "efficientnet-lite0-gem", "efficientnet-lite0-rmac",
+                                 "efficientnet-lite2", "pixels", "vgg16-fc6", "vgg16-fc7", "vgg16-pool5"]
     assert list_extractors("vgg16*") == ["vgg16-fc6", "vgg16-fc7", "vgg16-pool5"]
     with pytest.raises(UnknownNameError, match="unknown model 'resnet50'; choose one of: efficientnet-lite0"):
         create_extractor("resnet50")
@@ -54,6 +54,27 @@ def test_onnx_runtime_matches_torch(extractors, photos, name):
     np.testing.assert_allclose(ort_out, torch_out, rtol=1e-3, atol=1e-3 * np.abs(torch_out).max())
     assert extractor.onnx_path().is_file()  # exported once, cached
     assert extractor.embed([]).shape == (0, extractor.dim)
+
+
+@pytest.mark.parametrize("pooling", ["gem", "rmac"])
+def test_clutter_robust_poolings_of_lite0(photos, pooling):
+    """GeM and R-MAC pool the same map as Lite0: ONNX matches torch, vectors are unit length and differ from
+    the average-pooled ones; the sign bits (Hamming codes) are the same, as ReLU activations make them."""
+    from lookalike.extractors.networks import rmac
+
+    extractor, plain = create_extractor(f"efficientnet-lite0-{pooling}"), create_extractor("efficientnet-lite0")
+    assert extractor.fingerprint() != plain.fingerprint() and extractor.dim == 1280
+    batch = extractor.preprocess_batch([photos["chelsea"], photos["rocket"]])
+    out = extractor.embed_arrays(batch)
+    np.testing.assert_allclose(out, extractor.embed_torch(batch), rtol=1e-3, atol=1e-3 * np.abs(out).max())
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1, rtol=1e-5)
+    average = plain.embed_arrays(batch)
+    assert np.abs(out - average).max() > 1e-3
+    np.testing.assert_array_equal(out > 0, average > 0)
+    fmap = torch.arange(2 * 3 * 7 * 7, dtype=torch.float32).reshape(2, 3, 7, 7)
+    assert rmac(fmap, scales=1).shape == (2, 3)  # the whole map only: its normalised max
+    np.testing.assert_allclose(rmac(fmap, scales=1).numpy(), torch.nn.functional.normalize(fmap.amax((2, 3)),
+                                                                                           dim=1).numpy())
 
 
 def test_pixels_are_exact(extractors):

@@ -36,7 +36,9 @@ class GlobalPooledFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fmap = self.net.extract_features(x)
         if self.pooling == "gem":
-            pooled = fmap.clamp_min(1e-6).pow(self.gem_power).mean(dim=(2, 3)).pow(1.0 / self.gem_power)
+            mean = fmap.clamp_min(0).pow(self.gem_power).mean(dim=(2, 3))
+            # a channel silent everywhere stays exactly 0, so sign bits (Hamming codes) mean "active somewhere"
+            pooled = torch.where(mean > 0, mean.clamp_min(1e-30).pow(1.0 / self.gem_power), torch.zeros_like(mean))
         elif self.pooling == "rmac":
             pooled = rmac(fmap)
         else:
