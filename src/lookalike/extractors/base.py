@@ -91,6 +91,18 @@ def ort_threads() -> int:
     return int(os.environ.get("LOOKALIKE_ORT_THREADS") or os.cpu_count() or 1)
 
 
+def ort_session(path: Path) -> onnxruntime.InferenceSession:
+    """An ONNX Runtime CPU session with the project's thread settings (see ``ort_threads``)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = ort_threads()
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class Extractor(ABC):
     """Base class. Subclasses implement ``build_torch`` and ``weights_checksum``."""
 
@@ -186,17 +198,10 @@ class Extractor(ABC):
     def session(self) -> onnxruntime.InferenceSession:
         """The ONNX Runtime session, exporting the model on first use."""
         if self._session is None:
-            import onnxruntime as ort
-
             path = self.onnx_path()
             if not path.is_file():
                 self.export_onnx(path)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = ort_threads()
-            options.inter_op_num_threads = 1
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            options.log_severity_level = 3
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self._session = ort_session(path)
         return self._session
 
     def embed_arrays(self, batch: np.ndarray) -> np.ndarray:

@@ -121,11 +121,12 @@ def evaluate_photos(workspace, models: list[str], metrics: list[Metric | str], q
             iou = {"photos": len(values), "mean_iou": float(values.mean()), "iou>=0.5": float((values >= 0.5).mean()),
                    "found": float(np.mean([a is not None for a, _ in pairs]))}
 
-    rows, baseline, expected, n_queries, item_queries = [], [], [], 0, 0
+    rows, n_queries, item_queries = [], 0, 0
     max_k = max(ks)
     for model in models:
         extractor = create_extractor(model)
         vectors = stores[model].vectors_for(gallery_ids)
+        indexes = {metric: ItemIndex.build(model, metric, np.asarray(gallery_ids), vectors) for metric in metrics}
         for mode in boxes:
             keep = [n for n, c in enumerate(crops[mode]) if c is not None]
             if not keep:
@@ -135,8 +136,7 @@ def evaluate_photos(workspace, models: list[str], metrics: list[Metric | str], q
             relevant = np.array([counts[c] for c in query_cats])
             query_items = [photos[n].item for n in keep]
             item_mask = np.array([i is not None for i in query_items])
-            for metric in metrics:
-                index = ItemIndex.build(model, metric, np.asarray(gallery_ids), vectors)
+            for metric, index in indexes.items():
                 k = max(max_k, int(relevant.max()))
                 hits = np.zeros((len(keep), k), bool)
                 item_hits = np.zeros((len(keep), max_k), bool)

@@ -13,6 +13,7 @@ through ONNX Runtime on a letterboxed ``input_size`` square.
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 import json
 import os
 import warnings
@@ -72,7 +73,7 @@ def _localiser_module(variant: str, input_size: int, summed: bool = True):
     return ActivationMaps(extractor.build_torch().net).eval(), extractor
 
 
-class Localiser:
+class Localiser(ABC):
     """Finds candidate item boxes in a photo. Subclasses implement ``_probability``: a map of how likely each
     cell of the letterboxed photo belongs to an item, and whether it lies inside the photo."""
 
@@ -107,19 +108,14 @@ class Localiser:
 
     def _session_for(self, path: Path):
         if self._session is None:
-            import onnxruntime as ort
+            from ..extractors.base import ort_session
 
-            from ..extractors.base import ort_threads
-
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = ort_threads()
-            options.inter_op_num_threads = 1
-            options.log_severity_level = 3
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self._session = ort_session(path)
         return self._session
 
+    @abstractmethod
     def _probability(self, batch: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """The letterboxed photo's ``(1, 3, S, S)`` batch -> item probability per cell ``(h, w)``."""
 
     def locate(self, img: Image.Image) -> list[Detection]:
         """Candidate item boxes in ``img``, best first; empty when nothing stands out."""
@@ -282,17 +278,6 @@ class TrainedLocaliser(Localiser):
         return self._session_for(self.directory / self.FILE).run(["probability"], {"images": batch})[0][0]
 
 
-def localiser_photo(item, catalogue, pool, rng, style):
-    """A synthetic photo of a catalogue item (with a random second item from ``pool``) and its mask."""
-    from ..images import load_image
-    from .synthesis import make_photo
-
-    image = load_image(catalogue.resolve(item.path), item.box)
-    other = pool[int(rng.integers(len(pool)))]
-    second = load_image(catalogue.resolve(other.path), other.box) if other.id != item.id else None
-    return make_photo(image, rng, style, second)
-
-
 def train_localiser(workspace, train_ids: list[str], val_ids: list[str], directory: str | Path, *,
                     photos: int = 2000, val_photos: int = 300, epochs: int = 12, seed: int = 0,
                     variant: str = "efficientnet-lite0", input_size: int = 320, device: str = "cpu",
@@ -303,6 +288,7 @@ def train_localiser(workspace, train_ids: list[str], val_ids: list[str], directo
 
     import torch
 
+    from .sets import photo_of_item
     from .synthesis import PhotoStyle
 
     started = time.perf_counter()
@@ -312,7 +298,7 @@ def train_localiser(workspace, train_ids: list[str], val_ids: list[str], directo
     rng = np.random.default_rng([seed, 7])
     torch.manual_seed(seed)
     maps_module, extractor = _localiser_module(variant, input_size, summed=False)
-    base = Localiser(variant, input_size)
+    base = ActivationLocaliser(variant, input_size)  # for its letterbox only
 
     def make_set(ids: list[str], count: int, desc: str):
         items = catalogue.get_many(ids)
@@ -321,7 +307,7 @@ def train_localiser(workspace, train_ids: list[str], val_ids: list[str], directo
         for n in tqdm(range(count), desc=desc, unit="photo", disable=None):
             item = pool[int(rng.integers(len(pool)))]
             style = PhotoStyle(size=tuple(int(v) for v in rng.choice([240, 320, 400, 480], 2)))
-            photo = localiser_photo(item, catalogue, pool, rng, style)
+            photo = photo_of_item(item, catalogue, pool, rng, style)
             batch, scale, left, top = base._letterbox(photo.image)
             with torch.no_grad():
                 mid, head = maps_module(torch.from_numpy(batch))

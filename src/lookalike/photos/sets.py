@@ -96,8 +96,6 @@ def make_query_photos(workspace, out_dir: str | Path, *, count: int, split: str 
                       progress: bool | None = None) -> Path:
     """Make ``count`` synthetic phone photos of seeded catalogue items (of ``split``, or the listed ``items``)
     into ``out_dir`` with ``photos.csv`` (true boxes and item ids). Returns the CSV's path."""
-    from ..images import load_image
-
     catalogue = workspace.catalogue
     pool = (sorted(catalogue.get_many(items).values(), key=lambda it: it.id) if items is not None
             else sorted(catalogue.items(split=split), key=lambda it: it.id))
@@ -111,13 +109,20 @@ def make_query_photos(workspace, out_dir: str | Path, *, count: int, split: str 
     (out_dir / "photos").mkdir(parents=True, exist_ok=True)
     written = []
     for n, item in enumerate(tqdm(chosen, desc="photos", unit="photo", disable=progress is False or None)):
-        image = load_image(catalogue.resolve(item.path), item.box)
-        other = pool[int(rng.integers(len(pool)))]
-        second = load_image(catalogue.resolve(other.path), other.box) if other.id != item.id else None
-        photo = make_photo(image, rng, style, second)
+        photo = photo_of_item(item, catalogue, pool, rng, style)
         path = out_dir / "photos" / f"{n:05d}.jpg"
         photo.image.save(path, quality=95)
         written.append(QueryPhoto(path, item.category, photo.box, item.id))
     csv_path = out_dir / "photos.csv"
     write_query_photos(csv_path, written)
     return csv_path
+
+
+def photo_of_item(item, catalogue, pool: list, rng: np.random.Generator, style: PhotoStyle = PhotoStyle()):
+    """A synthetic photo of a catalogue item, maybe beside a random second item from ``pool``."""
+    from ..images import load_image
+
+    image = load_image(catalogue.resolve(item.path), item.box)
+    other = pool[int(rng.integers(len(pool)))]
+    second = load_image(catalogue.resolve(other.path), other.box) if other.id != item.id else None
+    return make_photo(image, rng, style, second)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from abc import ABC, abstractmethod
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -454,15 +455,16 @@ def _result_from_file(directory: Path, saved: dict[str, Any]) -> TrainResult:
                        selected_on=saved.get("selected_on", "validation accuracy"))
 
 
-class _Data:
+class _Data(ABC):
     """Where training batches come from; ``batch_loss`` and ``validate`` are the trainer's two calls."""
 
     val_chunk = 4096
     score_name = "acc"
     selected_on = "validation accuracy"
 
+    @abstractmethod
     def train_batch(self, batch: np.ndarray, rng: np.random.Generator):
-        raise NotImplementedError
+        """The inputs of one training batch (rows ``batch`` of the training items)."""
 
     def score_details(self) -> str:
         return ""
