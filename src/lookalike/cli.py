@@ -76,6 +76,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
                                backbone_store=ws.feature_store(backbone.name) if backbone is not None else None,
                                part_stores=[ws.feature_store(p.name) for p in getattr(extractor, "parts", [])])
     print("\n".join(summary.lines()))
+    from .search import SearchEngine
+
+    for metric, sync in SearchEngine(ws).update_indexes(args.model).items():  # in place, no rebuild
+        print(f"index {args.model}/{metric}: {sync}")
     return 0
 
 
@@ -87,15 +91,63 @@ def cmd_features_export(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    import time
+
+    from .index import INDEXES, describe_backends, parse_params
+    from .index.quality import measure_index
     from .metrics import Metric
     from .search import SearchEngine
 
+    if args.list:
+        describe_backends()
+        return 0
+    if not args.model:
+        raise LookalikeError("--model is required (or --list to see the backends)")
     ws = _workspace(args)
-    engine = SearchEngine(ws, backend=args.backend)
+    params = parse_params(args.param)
+    engine = SearchEngine(ws)
+    reports = []
     for metric in Metric.parse_list(args.metric):
-        index = engine.build_index(args.model, metric)
-        print(f"built {args.model} {metric.value} index: {index.index.ntotal} items, {index.meta.dim}-d, "
+        backend, stored = engine.index_spec(args.model, metric)
+        backend = args.backend or backend
+        if not params and args.backend is None:
+            chosen = stored  # rebuild as it was
+        else:
+            chosen = INDEXES.get(backend).check_params(params)  # one clear line for unknown names
+        started = time.perf_counter()
+        index = engine.build_index(args.model, metric, backend=backend, params=chosen)
+        seconds = time.perf_counter() - started
+        print(f"built {args.model} {metric.value} index: {index.live_count} items, {index.meta.dim}-d, "
               f"{index.meta.backend}, in {ws.index_dir(args.model, metric.value)}")
+        if args.measure:
+            report = measure_index(index, ws.feature_store(args.model), build_seconds=seconds,
+                                   queries=args.measure, seed=args.seed)
+            reports.append(report)
+            print(f"  {report.line()}")
+    if args.json:
+        print(json.dumps([r.to_dict() for r in reports]))
+    return 0
+
+
+def cmd_neighbours(args: argparse.Namespace) -> int:
+    from .updates import export_neighbours, read_item_ids
+
+    ws = _workspace(args)
+    items = read_item_ids(args.items) if args.items is not None else None
+    summary = export_neighbours(ws, args.model, args.metric, args.k, args.out, items=items,
+                                batch_size=args.batch_size)
+    print(summary.line())
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    from .updates import read_item_ids, remove_items
+
+    ids = list(args.ids)
+    if args.from_file is not None:
+        ids += read_item_ids(args.from_file)
+    summary = remove_items(_workspace(args), ids)
+    print("\n".join(summary.lines()))
     return 0
 
 
@@ -353,10 +405,38 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.set_defaults(func=cmd_photos_make)
 
-    p = add("index", cmd_index, "build nearest-neighbour indexes from a feature store")
-    p.add_argument("--model", required=True)
+    from .index import list_indexes
+
+    p = add("index", cmd_index, "build a nearest-neighbour index from a feature store, and measure it")
+    p.add_argument("--model", default=None)
     p.add_argument("--metric", default="l1,l2,hamming", help="comma-separated metrics (default: all three)")
-    p.add_argument("--backend", default="faiss-flat", help="index backend (faiss-flat, numpy-flat)")
+    p.add_argument("--backend", default=None,
+                   help=f"one of: {', '.join(list_indexes())} (default: the stored index's, else faiss-flat); "
+                        "stored with the index, so search, neighbours, evaluate and serve use it")
+    p.add_argument("--param", default=None, metavar="NAME=V,...",
+                   help="backend parameters, e.g. M=32,efSearch=64 (faiss-hnsw) or nlist=1024,nprobe=32 "
+                        "(faiss-ivf); see --list")
+    p.add_argument("--measure", type=int, default=1000, metavar="N",
+                   help="recall@10 against exact search on N of the catalogue's own items (seeded), latency, "
+                        "queries/s (default 1000; 0 skips)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="also print the measurements as one JSON list")
+    p.add_argument("--list", action="store_true", help="list the backends and their parameters")
+
+    p = add("neighbours", cmd_neighbours, "export the k nearest items of every catalogue item (JSON lines): "
+                                          "a 'similar products' feed")
+    p.add_argument("--model", required=True)
+    p.add_argument("--metric", default="l2", help="l1, l2 or hamming (default l2)")
+    p.add_argument("-k", type=int, default=10, help="neighbours per item (default 10)")
+    p.add_argument("--out", required=True, type=Path, help="the .jsonl file to write")
+    p.add_argument("--items", type=Path, default=None,
+                   help="only these query items: one id per line, or a CSV with an item_id column")
+    p.add_argument("--batch-size", type=int, default=1024)
+
+    p = add("remove", cmd_remove, "take items out of the catalogue, the feature stores and the indexes")
+    p.add_argument("ids", nargs="*", help="item ids")
+    p.add_argument("--from-file", type=Path, default=None,
+                   help="ids to remove: one per line, or a CSV with an item_id column")
 
     p = add("search", cmd_search, "find the catalogue items nearest to an item or a photo")
     q = p.add_mutually_exclusive_group(required=True)

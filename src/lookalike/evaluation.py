@@ -42,6 +42,7 @@ class EvalRow:
     per_category_top1: dict[str, float] = field(default_factory=dict)
     item_recall_at: dict[int, float] | None = None  # exact-item Recall@k (items with product ids)
     box: str | None = None  # query photos: given / auto / none
+    backend: str = "faiss-flat"  # the index backend searched (the workspace's stored one for this system)
 
     def to_dict(self) -> dict[str, Any]:
         row = asdict(self)
@@ -220,7 +221,8 @@ def evaluate(workspace: Workspace, models: list[str], metrics: list[Metric | str
         vectors = stores[model].vectors_for(gallery_ids)
         qvectors = vectors[[position[q] for q in query_ids]] if in_gallery else stores[model].vectors_for(query_ids)
         for metric in metrics:
-            index = ItemIndex.build(model, metric, np.asarray(gallery_ids), vectors)
+            backend, params = gallery_index_spec(workspace, model, metric)
+            index = ItemIndex.build(model, metric, np.asarray(gallery_ids), vectors, backend=backend, params=params)
             k = max(max(ks), max_r)
             hits = np.zeros((len(query_ids), k), bool)
             item_hits = np.zeros((len(query_ids), max(ks)), bool)
@@ -239,6 +241,7 @@ def evaluate(workspace: Workspace, models: list[str], metrics: list[Metric | str
                     if row in example_rows:
                         shown[system].append([[i, float(d)] for i, d in matches[:example_k]])
             score = _score(model, metric.value, hits, relevant, query_cats, ks)
+            score.backend = backend
             if item_mask.any():
                 score.item_recall_at = {k_: float(np.mean(item_hits[item_mask, :k_].any(1))) for k_ in ks}
             rows.append(score)
@@ -246,6 +249,20 @@ def evaluate(workspace: Workspace, models: list[str], metrics: list[Metric | str
                       item_queries=int(item_mask.sum()), gallery_split=gallery_split if protocol == "held-out" else None,
                       split=split if protocol == "held-out" else None,
                       examples={"queries": [query_ids[r] for r in example_rows], "matches": shown})
+
+
+def gallery_index_spec(workspace: Workspace, model: str, metric: Metric) -> tuple[str, dict[str, Any]]:
+    """The backend and parameters an evaluation gallery is searched with: those of the workspace's stored index
+    of ``(model, metric)`` (what search and serve use), with data-chosen ones (IVF's ``nlist``) chosen again
+    for the gallery; exact ``faiss-flat`` when none is stored."""
+    from .index import INDEXES
+    from .search import DEFAULT_BACKEND
+
+    meta = ItemIndex.read_meta(workspace.index_dir(model, metric.value))
+    if meta is None:
+        return DEFAULT_BACKEND, {}
+    declared = INDEXES.get(meta.backend).PARAMS
+    return meta.backend, {k: v for k, v in meta.params.items() if k in declared and declared[k].default is not None}
 
 
 def _score(model: str, metric: str, hits: np.ndarray, relevant: np.ndarray, query_cats: np.ndarray,

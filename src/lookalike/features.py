@@ -38,7 +38,7 @@ class FeatureStore:
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         self._cache: tuple[str, np.ndarray, np.ndarray] | None = None
-        self._positions: dict[str, int] | None = None
+        self._positions: tuple[str, dict[str, tuple[int, int]], list[np.ndarray]] | None = None
 
     @property
     def manifest_path(self) -> Path:
@@ -63,6 +63,17 @@ class FeatureStore:
         key = json.dumps([m["weights_sha256"], m["count"], [s["file"] for s in m["shards"]]])
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
+    def shard_names(self) -> list[str]:
+        """The manifest's shard files, in row order (a shard's name never changes while it exists)."""
+        return [s["file"] for s in self.manifest()["shards"]] if self.exists() else []
+
+    def iter_shards(self, names: list[str] | None = None):
+        """``(shard name, ids, vectors)`` per shard, vectors memory-mapped (read-only; nothing is loaded whole)."""
+        for shard in (self.manifest()["shards"] if self.exists() else []):
+            if names is None or shard["file"] in names:
+                ids = json.loads((self.directory / shard["ids"]).read_text())
+                yield shard["file"], ids, np.load(self.directory / shard["file"], mmap_mode="r")
+
     def stored_ids(self) -> set[str]:
         if not self.exists():
             return set()
@@ -71,32 +82,99 @@ class FeatureStore:
             ids.update(json.loads((self.directory / shard["ids"]).read_text()))
         return ids
 
+    def image_keys(self) -> dict[str, str]:
+        """Item id -> the catalogue's image key when its vector was computed (for items extracted since keys
+        were recorded)."""
+        keys: dict[str, str] = {}
+        for shard in (self.manifest()["shards"] if self.exists() else []):
+            path = self.directory / shard["file"].replace(".npy", ".keys.json")
+            if path.is_file():
+                ids = json.loads((self.directory / shard["ids"]).read_text())
+                keys.update((i, k) for i, k in zip(ids, json.loads(path.read_text())) if k)
+        return keys
+
     def load(self) -> tuple[np.ndarray, np.ndarray]:
-        """All ``(ids, vectors)``: a str array and a float32 ``(n, dim)`` array, aligned."""
+        """All ``(ids, vectors)``: a str array and a float32 ``(n, dim)`` array, aligned (loaded whole)."""
         fingerprint = self.fingerprint()
         if self._cache is None or self._cache[0] != fingerprint:
             m = self.manifest()
             ids: list[str] = []
             parts = []
-            for shard in m["shards"]:
-                ids += json.loads((self.directory / shard["ids"]).read_text())
-                parts.append(np.load(self.directory / shard["file"]))
+            for _name, shard_ids, vectors in self.iter_shards():
+                ids += shard_ids
+                parts.append(vectors)
             vectors = np.concatenate(parts) if parts else np.empty((0, m["dim"]), np.float32)
             self._cache = (fingerprint, np.asarray(ids, dtype=str), np.ascontiguousarray(vectors, np.float32))
-            self._positions = None
         return self._cache[1], self._cache[2]
 
     def vectors_for(self, item_ids: list[str]) -> np.ndarray:
-        """Vectors of the given items, in that order."""
-        ids, vectors = self.load()
-        if self._positions is None:  # built once per loaded contents, not per query
-            self._positions = {item_id: i for i, item_id in enumerate(ids)}
-        position = self._positions
-        missing = [i for i in item_ids if i not in position]
+        """Vectors of the given items, in that order (read from the memory-mapped shards)."""
+        fingerprint = self.fingerprint()
+        if self._positions is None or self._positions[0] != fingerprint:  # once per contents, not per query
+            where: dict[str, tuple[int, int]] = {}
+            shards = []
+            for number, (_name, ids, vectors) in enumerate(self.iter_shards()):
+                shards.append(vectors)
+                where.update((item_id, (number, row)) for row, item_id in enumerate(ids))
+            self._positions = (fingerprint, where, shards)
+        _, where, shards = self._positions
+        missing = [i for i in item_ids if i not in where]
         if missing:
             raise ItemNotFoundError(f"no {self.directory.name} features for item(s) {missing[:5]}; "
                                     f"run: lookalike extract --model {self.directory.name}")
-        return vectors[[position[i] for i in item_ids]]
+        out = np.empty((len(item_ids), self.manifest()["dim"]), np.float32)
+        located = np.array([where[i] for i in item_ids], np.int64).reshape(-1, 2)
+        for shard in np.unique(located[:, 0]):
+            mine = located[:, 0] == shard
+            out[mine] = shards[shard][located[mine, 1]]
+        return out
+
+    def remove(self, item_ids: set[str] | list[str]) -> int:
+        """Take these items' vectors out: each shard holding one is rewritten, under a new name, without them
+        (its ``from`` names the shards it derives from, so an index removes just those items).
+
+        Returns how many vectors went. The manifest is replaced last, so an interruption loses nothing.
+        """
+        gone = set(item_ids)
+        if not self.exists() or not gone:
+            return 0
+        m = self.manifest()
+        number = max((int(s["file"][6:12]) for s in m["shards"]), default=-1) + 1
+        shards, removed, obsolete = [], 0, []
+        for shard in m["shards"]:
+            ids = json.loads((self.directory / shard["ids"]).read_text())
+            keep = [row for row, i in enumerate(ids) if i not in gone]
+            if len(keep) == len(ids):
+                shards.append(shard)
+                continue
+            removed += len(ids) - len(keep)
+            obsolete.append(shard)
+            if keep:
+                keys_path = self.directory / shard["file"].replace(".npy", ".keys.json")
+                keys = json.loads(keys_path.read_text()) if keys_path.is_file() else None
+                vectors = np.load(self.directory / shard["file"], mmap_mode="r")[keep]
+                rewritten = self._write_shard(number, [ids[r] for r in keep], vectors,
+                                              [keys[r] for r in keep] if keys else None)
+                rewritten["from"] = [shard["file"], *shard.get("from", [])][:32]  # indexes keep their positions
+                shards.append(rewritten)
+                number += 1
+        if removed:
+            m["shards"] = shards
+            m["count"] -= removed
+            m["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+            _atomic_write(self.manifest_path, lambda fh: fh.write(json.dumps(m, indent=2).encode()))
+            for shard in obsolete:
+                for name in (shard["file"], shard["ids"], shard["file"].replace(".npy", ".keys.json")):
+                    (self.directory / name).unlink(missing_ok=True)
+        return removed
+
+    def _write_shard(self, number: int, ids: list[str], vectors: np.ndarray, keys: list[str] | None) -> dict:
+        stem = f"shard-{number:06d}"
+        _atomic_write(self.directory / f"{stem}.npy", lambda fh: np.save(fh, np.ascontiguousarray(vectors)))
+        _atomic_write(self.directory / f"{stem}.ids.json", lambda fh: fh.write(json.dumps(ids).encode()))
+        if keys is not None:
+            _atomic_write(self.directory / f"{stem}.keys.json", lambda fh: fh.write(json.dumps(keys).encode()))
+        return {"file": f"{stem}.npy", "ids": f"{stem}.ids.json", "count": len(ids)}
 
     def check_compatible(self, extractor: Extractor) -> None:
         """Refuse to mix vectors of another extractor, layer, dimension or weights into this store."""
@@ -112,8 +190,9 @@ class FeatureStore:
                 "preprocessing); "
                 "re-run extract with --overwrite to replace them")
 
-    def append(self, extractor: Extractor, ids: list[str], vectors: np.ndarray) -> None:
-        """Write one shard, then the manifest that names it."""
+    def append(self, extractor: Extractor, ids: list[str], vectors: np.ndarray,
+               keys: list[str] | None = None) -> None:
+        """Write one shard, then the manifest that names it (``keys``: the items' image keys, for change checks)."""
         vectors = np.ascontiguousarray(vectors, np.float32)
         if vectors.shape != (len(ids), extractor.dim):
             raise FeatureStoreError(f"shard of shape {vectors.shape} for {len(ids)} ids of a {extractor.dim}-d model")
@@ -121,10 +200,7 @@ class FeatureStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         m = self.manifest() if self.exists() else self._new_manifest(extractor)
         number = max((int(s["file"][6:12]) for s in m["shards"]), default=-1) + 1
-        stem = f"shard-{number:06d}"
-        _atomic_write(self.directory / f"{stem}.npy", lambda fh: np.save(fh, vectors))
-        _atomic_write(self.directory / f"{stem}.ids.json", lambda fh: fh.write(json.dumps(ids).encode()))
-        m["shards"].append({"file": f"{stem}.npy", "ids": f"{stem}.ids.json", "count": len(ids)})
+        m["shards"].append(self._write_shard(number, ids, vectors, keys))
         m["count"] += len(ids)
         m["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         _atomic_write(self.manifest_path, lambda fh: fh.write(json.dumps(m, indent=2).encode()))
@@ -176,13 +252,15 @@ class ExtractSummary:
     computed: int = 0
     already: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    changed: int = 0
     total: int = 0
     seconds: float = 0.0
 
     def lines(self, max_named: int = 10) -> list[str]:
         rate = self.computed / self.seconds if self.seconds > 0 else 0.0
-        out = [f"{self.model}: computed {self.computed} vectors ({rate:.1f} images/s), {self.already} already "
-               f"stored, skipped {len(self.skipped)} unreadable; store now has {self.total}"]
+        changed = f" ({self.changed} of them for images that changed)" if self.changed else ""
+        out = [f"{self.model}: computed {self.computed} vectors{changed} ({rate:.1f} images/s), {self.already} "
+               f"already stored, skipped {len(self.skipped)} unreadable; store now has {self.total}"]
         return out + skipped_lines(self.skipped, max_named)
 
 
@@ -194,7 +272,8 @@ def extract_features(catalogue: Catalogue, extractor: Extractor, store: FeatureS
     """Compute the vectors of every catalogue item the store lacks (images cropped to their box).
 
     Unreadable images are skipped, counted and named in the summary; everything already stored
-    is kept. Runs resume: only missing items are computed. A model trained on a frozen backbone
+    is kept. Runs resume: only missing items are computed, and items whose image changed since (a re-import
+    with other content or another box) are computed again. A model trained on a frozen backbone
     computes its vectors from ``backbone_store`` where that has them (the same function, minus
     the backbone's cost); a combined model, from its parts' ``part_stores`` likewise. ``items``
     restricts the run to those catalogue items.
@@ -202,26 +281,36 @@ def extract_features(catalogue: Catalogue, extractor: Extractor, store: FeatureS
     if overwrite:
         store.clear()
     store.check_compatible(extractor)
+    keys = catalogue.image_keys()
+    changed = stale_ids(store, keys)
+    store.remove(changed)
     have = store.stored_ids()
     todo = [item for item in (catalogue.items() if items is None else items) if item.id not in have]
-    summary = ExtractSummary(extractor.name, already=len(have))
+    summary = ExtractSummary(extractor.name, already=len(have), changed=len(changed))
     started = time.perf_counter()
+
+    def item_keys(ids: list[str]) -> list[str]:
+        return [keys.get(i) or "" for i in ids]
+
     if todo and backbone_store is not None and getattr(extractor, "embeds_backbone_features", False) \
             and backbone_store.exists():
         backbone_store.check_compatible(extractor.backbone)
-        known = backbone_store.stored_ids()
+        known = backbone_store.stored_ids() - set(stale_ids(backbone_store, keys))
         reusable = [item.id for item in todo if item.id in known]
         for start in range(0, len(reusable), 8 * shard_size):
             ids = reusable[start : start + 8 * shard_size]
-            store.append(extractor, ids, extractor.embed_backbone_features(backbone_store.vectors_for(ids)))
+            store.append(extractor, ids, extractor.embed_backbone_features(backbone_store.vectors_for(ids)),
+                         item_keys(ids))
             summary.computed += len(ids)
         todo = [item for item in todo if item.id not in known]
     if todo and part_stores and hasattr(extractor, "combine"):
-        known = set.intersection(*(s.stored_ids() if s.exists() else set() for s in part_stores))
+        known = set.intersection(*(s.stored_ids() - set(stale_ids(s, keys)) if s.exists() else set()
+                                   for s in part_stores))
         reusable = [item.id for item in todo if item.id in known]
         for start in range(0, len(reusable), 8 * shard_size):
             ids = reusable[start : start + 8 * shard_size]
-            store.append(extractor, ids, extractor.combine([s.vectors_for(ids) for s in part_stores]))
+            store.append(extractor, ids, extractor.combine([s.vectors_for(ids) for s in part_stores]),
+                         item_keys(ids))
             summary.computed += len(ids)
         todo = [item for item in todo if item.id not in known]
     bar = tqdm(total=len(todo), desc=f"extract {extractor.name}", unit="img",
@@ -238,13 +327,18 @@ def extract_features(catalogue: Catalogue, extractor: Extractor, store: FeatureS
                     shard_ids += batch_ids
                 bar.update(len(chunk[b : b + batch_size]))
             if shard_ids:
-                store.append(extractor, shard_ids, np.concatenate(shard_vectors))
+                store.append(extractor, shard_ids, np.concatenate(shard_vectors), item_keys(shard_ids))
                 summary.computed += len(shard_ids)
     finally:
         bar.close()
         summary.seconds = time.perf_counter() - started
         summary.total = len(store)
     return summary
+
+
+def stale_ids(store: FeatureStore, keys: dict[str, str]) -> list[str]:
+    """Items whose stored vector was computed from another image or box than the catalogue's now."""
+    return sorted(i for i, k in store.image_keys().items() if keys.get(i) and keys[i] != k)
 
 
 def _load_batch(catalogue: Catalogue, extractor: Extractor, items: list[Item],

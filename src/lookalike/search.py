@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -10,9 +10,11 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, FeatureStoreError, ImageError
-from .index import ItemIndex
+from .index import ItemIndex, SyncSummary
 from .metrics import Metric
 from .workspace import Workspace
+
+DEFAULT_BACKEND = "faiss-flat"
 
 
 @dataclass(frozen=True)
@@ -36,48 +38,92 @@ class SearchResult:
 
 
 class SearchEngine:
-    """Loads (or builds) indexes of a workspace once and answers queries."""
+    """Loads (or builds) indexes of a workspace once and answers queries; safe to share between threads.
 
-    def __init__(self, workspace: Workspace, *, backend: str = "faiss-flat"):
+    A stored index is searched with the backend and parameters it was built with; when its feature store
+    changed it is updated in place (new shards added, removed ones taken out) and saved. ``backend`` and
+    ``params`` only apply to indexes that do not exist yet (default: exact ``faiss-flat``).
+    """
+
+    def __init__(self, workspace: Workspace, *, backend: str | None = None, params: dict[str, Any] | None = None):
         self.workspace = workspace
         self.backend = backend
+        self.params = params
         self._indexes: dict[tuple[str, Metric], ItemIndex] = {}
         self._extractors: dict[str, Any] = {}
         self._localiser = None
+        self._lock = threading.RLock()  # loading, building and updating; searches run in parallel
 
     # -- indexes -----------------------------------------------------------------------------
-    def build_index(self, model: str, metric: Metric | str) -> ItemIndex:
-        """Build the index of ``model`` under ``metric`` from its feature store and save it."""
+    def index_spec(self, model: str, metric: Metric | str) -> tuple[str, dict[str, Any]]:
+        """The backend and parameters of ``(model, metric)``'s index: the stored one's, else the engine's."""
+        meta = ItemIndex.read_meta(self.workspace.index_dir(model, Metric.parse(metric).value))
+        if meta is not None:
+            return meta.backend, dict(meta.params)
+        return self.backend or DEFAULT_BACKEND, dict(self.params or {})
+
+    def build_index(self, model: str, metric: Metric | str, *, backend: str | None = None,
+                    params: dict[str, Any] | None = None) -> ItemIndex:
+        """Build the index of ``model`` under ``metric`` from its feature store and save it (``backend``:
+        default the stored index's backend and parameters, else the engine's)."""
         metric = Metric.parse(metric)
+        if backend is None:
+            backend, stored = self.index_spec(model, metric)
+            params = stored if params is None else params
         store = self.workspace.feature_store(model)
-        ids, vectors = store.load()
-        index = ItemIndex.build(model, metric, ids, vectors, backend=self.backend, fingerprint=store.fingerprint())
-        index.save(self.workspace.index_dir(model, metric.value))
-        self._indexes[(model, metric)] = index
+        with self._lock:
+            index = ItemIndex.from_store(store, model, metric, backend=backend, params=params)
+            index.save(self.workspace.index_dir(model, metric.value))
+            self._indexes[(model, metric)] = index
         return index
 
     def index_is_fresh(self, model: str, metric: Metric | str) -> bool:
-        metric = Metric.parse(metric)
-        directory = self.workspace.index_dir(model, metric.value)
-        if not (directory / "meta.json").is_file():
-            return False
-        meta = json.loads((directory / "meta.json").read_text())
-        store = self.workspace.feature_store(model)
-        return meta.get("features_fingerprint") == store.fingerprint() and meta.get("backend") == self.backend
+        """Whether the stored index holds exactly the feature store's current vectors."""
+        meta = ItemIndex.read_meta(self.workspace.index_dir(model, Metric.parse(metric).value))
+        return meta is not None and meta.features_fingerprint == self.workspace.feature_store(model).fingerprint()
 
     def get_index(self, model: str, metric: Metric | str) -> ItemIndex:
-        """The index for ``(model, metric)``, loaded from disk, or (re)built when missing or stale."""
+        """The index for ``(model, metric)``: loaded from disk and brought up to date, or built when missing."""
         metric = Metric.parse(metric)
         store = self.workspace.feature_store(model)
-        store.manifest()  # clear error when the model was never extracted
+        fingerprint = store.fingerprint()  # also: a clear error when the model was never extracted
         cached = self._indexes.get((model, metric))
-        if cached is not None and cached.meta.features_fingerprint == store.fingerprint():
+        if cached is not None and cached.meta.features_fingerprint == fingerprint:
             return cached
-        if self.index_is_fresh(model, metric):
-            index = ItemIndex.load(self.workspace.index_dir(model, metric.value))
+        with self._lock:
+            cached = self._indexes.get((model, metric))
+            if cached is not None and cached.meta.features_fingerprint == fingerprint:
+                return cached
+            directory = self.workspace.index_dir(model, metric.value)
+            if ItemIndex.read_meta(directory) is None:
+                return self.build_index(model, metric)
+            index = ItemIndex.load(directory)
+            if index.meta.features_fingerprint != fingerprint:
+                index.sync(store)
+                index.save(directory)
             self._indexes[(model, metric)] = index
             return index
-        return self.build_index(model, metric)
+
+    def update_indexes(self, model: str) -> dict[str, SyncSummary]:
+        """Bring every stored index of ``model`` up to date with its feature store (after extract or remove)."""
+        out = {}
+        for metric in Metric:
+            directory = self.workspace.index_dir(model, metric.value)
+            if ItemIndex.read_meta(directory) is None:
+                continue
+            with self._lock:
+                index = ItemIndex.load(directory)
+                store = self.workspace.feature_store(model)
+                out[metric.value] = summary = index.sync(store) if store.exists() else None
+                if summary is None:  # the model's vectors are gone: so is its index
+                    import shutil
+
+                    shutil.rmtree(directory)
+                    self._indexes.pop((model, metric), None)
+                    continue
+                index.save(directory)
+                self._indexes[(model, metric)] = index
+        return out
 
     # -- queries -----------------------------------------------------------------------------
     def search_vectors(self, vectors: np.ndarray, model: str, metric: Metric | str, k: int = 10,
@@ -142,22 +188,23 @@ class SearchEngine:
 
     def localiser(self):
         """The workspace's item localiser (trained by ``train --recipe photos``, else SCDA), loaded once."""
-        if self._localiser is None:
-            from .photos.localise import workspace_localiser
+        with self._lock:
+            if self._localiser is None:
+                from .photos.localise import workspace_localiser
 
-            self._localiser = workspace_localiser(self.workspace)
-        return self._localiser
+                self._localiser = workspace_localiser(self.workspace)
+            return self._localiser
 
     def _extractor(self, model: str, weights: str | Path | None):
         from .extractors import create_extractor
 
-        if model not in self._extractors:
-            extractor = create_extractor(model, weights=weights)
-            store = self.workspace.feature_store(model)
-            wanted = store.manifest()["weights_sha256"]
-            if extractor.weights_checksum() != wanted:
-                raise FeatureStoreError(
-                    f"{model}: the catalogue's features were made with weights {wanted[:12]}, but the weights "
-                    f"found now are {extractor.weights_checksum()[:12]}; pass the same --weights or re-extract")
-            self._extractors[model] = extractor
-        return self._extractors[model]
+        with self._lock:
+            if model not in self._extractors:
+                extractor = create_extractor(model, weights=weights)
+                wanted = self.workspace.feature_store(model).manifest()["weights_sha256"]
+                if extractor.weights_checksum() != wanted:
+                    raise FeatureStoreError(
+                        f"{model}: the catalogue's features were made with weights {wanted[:12]}, but the weights "
+                        f"found now are {extractor.weights_checksum()[:12]}; pass the same --weights or re-extract")
+                self._extractors[model] = extractor
+            return self._extractors[model]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -96,6 +97,10 @@ class Catalogue:
                     self._conn.execute("ALTER TABLE items ADD COLUMN product TEXT")
                 self._conn.execute("CREATE INDEX IF NOT EXISTS items_product ON items(product)")
                 self._conn.execute("PRAGMA user_version = 1")
+            if version < 2:  # v2: image keys, so extraction notices an image that changed on re-import
+                if "image_key" not in columns:
+                    self._conn.execute("ALTER TABLE items ADD COLUMN image_key TEXT")
+                self._conn.execute("PRAGMA user_version = 2")
 
     def close(self) -> None:
         with self._lock:
@@ -115,22 +120,54 @@ class Catalogue:
         """Insert or update items by id; returns ``(added, updated)``. Never duplicates an id."""
         before = len(self)
         count = 0
+        items = list(items)
+        previous = self._keys_of([item.id for item in items])
         with self._conn:
             for item in items:
                 box = item.box or (None, None, None, None)
+                stored = self._store_path(item.path)
                 self._conn.execute(
-                    """INSERT INTO items(id, path, category, split, x1, y1, x2, y2, attributes, source, product)
-                       VALUES (?,?,?,?,?,?,?,?,?,?,?)
+                    """INSERT INTO items(id, path, category, split, x1, y1, x2, y2, attributes, source, product,
+                                         image_key)
+                       VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
                        ON CONFLICT(id) DO UPDATE SET path=excluded.path, category=excluded.category,
                          split=excluded.split, x1=excluded.x1, y1=excluded.y1, x2=excluded.x2,
                          y2=excluded.y2, attributes=excluded.attributes, source=excluded.source,
-                         product=excluded.product""",
-                    (item.id, self._store_path(item.path), item.category, item.split, *box,
-                     json.dumps(list(item.attributes)), source, item.product),
+                         product=excluded.product, image_key=excluded.image_key""",
+                    (item.id, stored, item.category, item.split, *box,
+                     json.dumps(list(item.attributes)), source, item.product, image_key(self.resolve(stored), item.box, previous.get(item.id))),
                 )
                 count += 1
         added = len(self) - before
         return added, count - added
+
+    def remove(self, item_ids: Iterable[str]) -> int:
+        """Delete these items; an unknown id is an error that names it, and then nothing is deleted."""
+        wanted = list(dict.fromkeys(item_ids))
+        missing = [i for i in wanted if i not in self.get_many(wanted)]
+        if missing:
+            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+            raise ItemNotFoundError(f"not in the catalogue: {', '.join(map(repr, missing[:10]))}{more}; "
+                                    "nothing was removed")
+        with self._conn:
+            for start in range(0, len(wanted), 500):
+                part = wanted[start : start + 500]
+                self._conn.execute(f"DELETE FROM items WHERE id IN ({','.join('?' * len(part))})", part)
+        return len(wanted)
+
+    def image_keys(self) -> dict[str, str]:
+        """Item id -> content key (image content hash and box, as last imported); see ``image_key``."""
+        rows = self._conn.execute("SELECT id, image_key FROM items WHERE image_key IS NOT NULL")
+        return {item_id: content_key(key) for item_id, key in rows.fetchall()}
+
+    def _keys_of(self, item_ids: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for start in range(0, len(item_ids), 500):
+            chunk = list(item_ids[start : start + 500])
+            rows = self._conn.execute(f"SELECT id, image_key FROM items WHERE id IN ({','.join('?' * len(chunk))})"
+                                      " AND image_key IS NOT NULL", chunk)
+            out.update(rows.fetchall())
+        return out
 
     def log_import(self, reader: str, source: str, added: int, updated: int, skipped: int) -> None:
         with self._conn:
@@ -207,6 +244,34 @@ class Catalogue:
         item_id, path, category, split, x1, y1, x2, y2, attributes, product = row
         box = None if x1 is None else (x1, y1, x2, y2)
         return Item(item_id, path, category, split, box, tuple(json.loads(attributes)), product)
+
+
+def image_key(path: Path, box: tuple[float, float, float, float] | None, previous: str | None = None) -> str | None:
+    """An item's image signature, ``size:mtime:content hash:box`` (None if unreadable).
+
+    The content is hashed only when size or modification time differ from ``previous`` (as rsync does), so
+    re-importing unchanged files costs a ``stat`` each, and a file rewritten with the same bytes keeps its
+    content hash.
+    """
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    head = f"{st.st_size}:{st.st_mtime_ns}"
+    box_text = ",".join(f"{v:g}" for v in box) if box else ""
+    if previous and previous.startswith(head + ":"):
+        digest = previous.split(":")[2]
+    else:
+        try:
+            digest = hashlib.blake2b(path.read_bytes(), digest_size=12).hexdigest()
+        except OSError:
+            return None
+    return f"{head}:{digest}:{box_text}"
+
+
+def content_key(key: str | None) -> str | None:
+    """The part of an image key that says what the vector depends on: content hash and box."""
+    return None if not key else key.split(":", 2)[2]
 
 
 _COLUMNS = "id, path, category, split, x1, y1, x2, y2, attributes, product"

@@ -1,14 +1,21 @@
-"""The index interface every backend implements: ``add(X)``, ``search(Q, k) -> (D, I)``.
+"""The index interface every backend implements: ``add(X)``, ``search(Q, k) -> (D, I)``, ``remove(P)``.
 
 Vectors go in as float32 for every metric (a Hamming index binarises them itself). ``search``
 returns float32 ``(nq, k)`` distances (L2 is the true Euclidean distance, not squared) and
 int64 ``(nq, k)`` positions, nearest first, padded with ``inf`` / ``-1`` when ``k`` exceeds the count.
+
+Each backend declares what it can do (``exact``, ``PARAMS``) instead of callers knowing backend names.
+Removed vectors keep their positions (so positions stay aligned with item ids) and are never returned:
+backends that can filter inside the search do so (``filters_removed``); for the others ``search``
+asks for more results and drops the removed ones.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -31,21 +38,57 @@ def as_matrix(x: np.ndarray, dim: int | None = None, *, what: str = "vectors") -
     return x
 
 
+@dataclass(frozen=True)
+class Param:
+    """One setting of a backend: its default (``None``: chosen from the data when the index is trained)."""
+
+    default: int | None
+    help: str
+    search_time: bool = False  # changes how it searches, not what it stores
+
+
 class VectorIndex(ABC):
     """Exact or approximate nearest-neighbour index over float vectors under one metric."""
 
-    backend: str = ""
+    backend: ClassVar[str] = ""
+    exact: ClassVar[bool] = True  # results equal brute force (up to ties)
+    filters_removed: ClassVar[bool] = False  # removed positions are skipped inside the search
+    PARAMS: ClassVar[dict[str, Param]] = {}
 
-    def __init__(self, dim: int, metric: Metric | str):
+    def __init__(self, dim: int, metric: Metric | str, **params: Any):
         if dim <= 0:
             raise ConfigError(f"dim must be positive, got {dim}")
         self.dim = int(dim)
         self.metric = Metric.parse(metric)
+        self.params = self.check_params(params)
+        self._removed = np.zeros(0, np.int64)  # sorted positions
 
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Defaults filled in; unknown names or non-positive values are one clear error."""
+        unknown = sorted(set(params) - set(cls.PARAMS))
+        if unknown:
+            choices = ", ".join(f"{n} ({p.help})" for n, p in cls.PARAMS.items()) or "none"
+            raise ConfigError(f"unknown parameter(s) {', '.join(unknown)} for index backend {cls.backend!r}; "
+                              f"its parameters: {choices}")
+        out = {name: p.default for name, p in cls.PARAMS.items()}
+        for name, value in params.items():
+            if value is None:
+                continue
+            try:
+                value = int(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"index parameter {name} must be a whole number, got {value!r}") from None
+            if value < 1:
+                raise ConfigError(f"index parameter {name} must be at least 1, got {value}")
+            out[name] = value
+        return out
+
+    # -- what a backend implements -------------------------------------------------------------
     @property
     @abstractmethod
     def ntotal(self) -> int:
-        """Number of vectors in the index."""
+        """Number of vectors added (removed ones included: positions never move)."""
 
     @abstractmethod
     def _add(self, vectors: np.ndarray) -> None: ...
@@ -54,27 +97,98 @@ class VectorIndex(ABC):
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
 
     @abstractmethod
-    def save(self, directory: Path) -> None:
-        """Write the index into ``directory``."""
+    def _save(self, directory: Path) -> None: ...
 
     @classmethod
     @abstractmethod
-    def load(cls, directory: Path, dim: int, metric: Metric) -> VectorIndex:
-        """Read an index written by ``save``."""
+    def _load(cls, directory: Path, dim: int, metric: Metric, params: dict[str, Any]) -> VectorIndex: ...
+
+    @property
+    def is_trained(self) -> bool:
+        """False while a backend still needs ``train`` (e.g. IVF's coarse centroids) before ``add``."""
+        return True
+
+    def _train(self, vectors: np.ndarray) -> None:  # noqa: B027 - most backends need no training
+        """Learn the backend's structure from a sample (backends that need it override this)."""
+
+    # -- the public API ------------------------------------------------------------------------
+    def train(self, vectors: np.ndarray) -> None:
+        """Learn from a representative sample before the first ``add`` (a no-op for exact backends)."""
+        if not self.is_trained:
+            self._train(as_matrix(vectors, self.dim))
 
     def add(self, vectors: np.ndarray) -> None:
-        """Append vectors; they get positions ``ntotal .. ntotal + n - 1``."""
-        self._add(as_matrix(vectors, self.dim))
+        """Append vectors; they get positions ``ntotal .. ntotal + n - 1``. An untrained index trains on them."""
+        vectors = as_matrix(vectors, self.dim)
+        if not self.is_trained:
+            self._train(vectors)
+        self._add(vectors)
+
+    @property
+    def removed(self) -> np.ndarray:
+        """Positions removed so far (sorted)."""
+        return self._removed
+
+    @property
+    def nlive(self) -> int:
+        """Vectors a search can return."""
+        return self.ntotal - len(self._removed)
+
+    def remove(self, positions: np.ndarray | list[int]) -> None:
+        """Never return these positions again (they keep their place; unknown positions are an error)."""
+        positions = np.unique(np.asarray(positions, np.int64))
+        bad = positions[(positions < 0) | (positions >= self.ntotal)]
+        if len(bad):
+            raise IndexError(f"positions {bad[:5].tolist()} are not in an index of {self.ntotal} vectors")
+        self._removed = np.union1d(self._removed, positions)
+        self._removed_changed()
+
+    def _removed_changed(self) -> None:  # noqa: B027 - backends that filter in the search rebuild their filter
+        """Called after ``remove``: backends with ``filters_removed`` refresh their filter."""
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest stored vectors of each query: ``(distances, positions)``."""
         if k < 1:
             raise ConfigError(f"k must be at least 1, got {k}")
         queries = as_matrix(queries, self.dim, what="query vectors")
-        n_found = min(k, self.ntotal)
+        n_found = min(k, self.nlive)
         distances = np.full((len(queries), k), np.inf, np.float32)
         positions = np.full((len(queries), k), -1, np.int64)
-        if n_found and len(queries):
+        if not (n_found and len(queries)):
+            return distances, positions
+        if self.filters_removed or not len(self._removed):
             d, i = self._search(queries, n_found)
-            distances[:, :n_found], positions[:, :n_found] = d, i
+        else:  # ask for more, then drop the removed ones
+            d, i = self._search(queries, min(self.ntotal, n_found + len(self._removed)))
+            keep = ~np.isin(i, self._removed) & (i >= 0)
+            order = np.argsort(~keep, axis=1, kind="stable")[:, :n_found]  # kept ones first, in rank order
+            d, i = np.take_along_axis(d, order, 1), np.take_along_axis(i, order, 1)
+            d[~np.take_along_axis(keep, order, 1)] = np.inf
+            i[~np.take_along_axis(keep, order, 1)] = -1
+        distances[:, :n_found], positions[:, :n_found] = d, i
+        missing = positions < 0  # approximate indexes may find fewer than asked
+        distances[missing] = np.inf
         return distances, positions
+
+    def save(self, directory: Path) -> None:
+        """Write the index (and its removed positions) into ``directory``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self._save(directory)
+        tmp = directory / "removed.npy.tmp"
+        with open(tmp, "wb") as fh:
+            np.save(fh, self._removed)
+        tmp.replace(directory / "removed.npy")
+
+    @classmethod
+    def load(cls, directory: Path, dim: int, metric: Metric | str, params: dict[str, Any] | None = None
+             ) -> VectorIndex:
+        """Read an index written by ``save``."""
+        index = cls._load(directory, dim, Metric.parse(metric), cls.check_params(params or {}))
+        if (directory / "removed.npy").is_file():
+            index._removed = np.load(directory / "removed.npy")
+            index._removed_changed()
+        return index
+
+    def memory_bytes(self) -> int:
+        """Approximate bytes the index holds in memory (its serialised size where the backend knows it)."""
+        return 0

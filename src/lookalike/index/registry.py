@@ -11,9 +11,9 @@ def register_index(name: str):
     return INDEXES.register(name)
 
 
-def create_index(backend: str, dim: int, metric):
-    """A new empty index of the named backend."""
-    return INDEXES.create(backend, dim, metric)
+def create_index(backend: str, dim: int, metric, **params):
+    """A new empty index of the named backend (``params``: its settings, checked by the backend)."""
+    return INDEXES.create(backend, dim, metric, **params)
 
 
 def list_indexes(pattern: str = "*") -> list[str]:

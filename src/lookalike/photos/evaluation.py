@@ -15,7 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, ImageError
-from ..evaluation import EvalReport, _choose, _score
+from ..evaluation import EvalReport, _choose, _score, gallery_index_spec
 from ..index import ItemIndex
 from ..metrics import Metric
 from .localise import box_iou
@@ -126,7 +126,9 @@ def evaluate_photos(workspace, models: list[str], metrics: list[Metric | str], q
     for model in models:
         extractor = create_extractor(model)
         vectors = stores[model].vectors_for(gallery_ids)
-        indexes = {metric: ItemIndex.build(model, metric, np.asarray(gallery_ids), vectors) for metric in metrics}
+        specs = {metric: gallery_index_spec(workspace, model, metric) for metric in metrics}
+        indexes = {metric: ItemIndex.build(model, metric, np.asarray(gallery_ids), vectors, backend=specs[metric][0],
+                                           params=specs[metric][1]) for metric in metrics}
         for mode in boxes:
             keep = [n for n, c in enumerate(crops[mode]) if c is not None]
             if not keep:
@@ -150,7 +152,7 @@ def evaluate_photos(workspace, models: list[str], metrics: list[Metric | str], q
                             top = [product[i] for i, _ in matches[:max_k]]
                             item_hits[row, : len(top)] = np.array(top, dtype=object) == wanted
                 score = _score(model, metric.value, hits, relevant, query_cats, ks)
-                score.box = mode
+                score.box, score.backend = mode, specs[metric][0]
                 if item_mask.any():
                     score.item_recall_at = {k_: float(np.mean(item_hits[item_mask, :k_].any(1))) for k_ in ks}
                 rows.append(score)
