@@ -282,3 +282,83 @@ def test_the_app_script_parses():
     script = Path(__file__).parents[1] / "src" / "lookalike" / "web" / "static" / "app.js"
     result = subprocess.run([node, "--check", str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_searches_run_in_a_bounded_pool_off_the_event_loop(ws, tmp_path):
+    """While every worker is busy and the queue is full, other routes still answer and one more search gets
+    503 with Retry-After at once; the held searches then finish normally. No global lock."""
+    import time
+
+    import httpx2 as httpx
+    import uvicorn
+
+    from tests.conftest import free_port
+
+    app = create_app(ws, Settings(db_url=f"sqlite:///{tmp_path / 'votes.sqlite'}", secret="pool", workers=1,
+                                  queue=1))
+    engine = app.state.lookalike.engine
+    release, entered = threading.Event(), threading.Semaphore(0)
+    real = engine.search_image
+
+    def held_search(*args, **kwargs):
+        entered.release()
+        assert release.wait(30)
+        return real(*args, **kwargs)
+
+    engine.search_image = held_search
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 20
+        while not server.started and time.time() < deadline:
+            time.sleep(0.05)
+        results: dict[int, httpx.Response] = {}
+
+        def search(n: int) -> None:
+            results[n] = httpx.post(f"{base}/api/search", files={"file": ("p.png", png_bytes(), "image/png")},
+                                    data={"box": "none"}, timeout=60)
+
+        first = threading.Thread(target=search, args=(1,))
+        first.start()
+        assert entered.acquire(timeout=20)  # the only worker is held
+        second = threading.Thread(target=search, args=(2,))
+        second.start()
+        deadline = time.time() + 10
+        while app.state.lookalike.pool.busy < 2 and time.time() < deadline:
+            time.sleep(0.02)
+        assert app.state.lookalike.pool.busy == 2  # one running, one queued
+        refused = httpx.post(f"{base}/api/search", files={"file": ("p.png", png_bytes(), "image/png")}, timeout=10)
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "2"
+        assert "busy" in refused.json()["detail"]
+        assert httpx.get(f"{base}/api/systems", timeout=5).status_code == 200  # not behind the searches
+        assert httpx.get(f"{base}/api/leaderboard?bootstrap=0", timeout=5).status_code == 200
+        release.set()
+        first.join(30)
+        second.join(30)
+        assert results[1].status_code == results[2].status_code == 200
+        assert len(results[1].json()["results"]) == 12
+    finally:
+        release.set()
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_pool_settings_are_checked(ws, tmp_path):
+    from lookalike.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="workers must be at least 1"):
+        create_app(ws, Settings(db_url=f"sqlite:///{tmp_path / 'v.sqlite'}", secret="x", workers=0))
+
+
+def test_a_huge_png_is_decoded_reduced():
+    from lookalike.images import MAX_PHOTO_SIDE, load_photo
+
+    buffer = io.BytesIO()
+    Image.new("RGBA", (6000, 3000), (10, 200, 30, 128)).save(buffer, format="PNG")
+    img, scale, full = load_photo(buffer.getvalue(), max_side=MAX_PHOTO_SIDE)
+    assert full == (6000, 3000) and max(img.size) <= MAX_PHOTO_SIDE and img.mode == "RGB"
+    assert scale == pytest.approx(img.width / 6000)
+    assert img.getpixel((5, 5)) == pytest.approx((133, 228, 143), abs=2)  # alpha composited on white

@@ -62,7 +62,15 @@ def cmd_extract(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     if len(ws.catalogue) == 0:
         raise LookalikeError(f"the catalogue in {ws.root} is empty; run: lookalike import KIND SOURCE -w {ws.root}")
-    extractor = create_extractor(args.model, weights=args.weights)
+    if args.precision == "int8":
+        from .extractors.quantized import quantize
+
+        extractor = quantize(ws, args.model, images=args.calibration_images or 256, seed=args.seed)
+        print(f"extracting int8 vectors as model {extractor.name!r} (compare: lookalike evaluate --models "
+              f"{args.model},{extractor.name})")
+        args.model = extractor.name
+    else:
+        extractor = create_extractor(args.model, weights=args.weights)
     backbone = getattr(extractor, "backbone", None)
     items = None
     if args.split is not None or args.limit is not None:
@@ -301,9 +309,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .web import Settings
 
     systems = [s.strip() for s in args.systems.split(",") if s.strip()] if args.systems else None
+    pool = {k: v for k, v in (("workers", args.workers), ("queue", args.queue)) if v is not None}
     return _serve(_workspace(args), Settings(db_url=args.db, secret=args.secret, systems=systems,
                                              max_upload_bytes=args.max_upload_mb * 1024 * 1024,
-                                             secure_cookies=args.secure_cookies),
+                                             secure_cookies=args.secure_cookies, **pool),
                   args.host, args.port, args.log_level)
 
 
@@ -381,6 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None,
                    help="only a seeded random sample of N items (of --split); a larger N extends a smaller one")
     p.add_argument("--seed", type=int, default=0, help="seed of the --limit sample (default 0)")
+    p.add_argument("--precision", choices=["float32", "int8"], default="float32",
+                   help="int8: quantise the model (ONNX Runtime static, calibrated on the catalogue's images) "
+                        "and extract into the model MODEL-int8")
+    p.add_argument("--calibration-images", type=int, default=None, metavar="N",
+                   help="with --precision int8: seeded catalogue images to calibrate on (default 256)")
 
     p = sub.add_parser("features", help="feature store tools", description="feature store tools")
     fsub = p.add_subparsers(dest="features_command", required=True, metavar="ACTION")
@@ -550,6 +564,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="competing systems, comma-separated MODEL/METRIC (default: every model x metric)")
     p.add_argument("--max-upload-mb", type=int, default=10)
     p.add_argument("--secure-cookies", action="store_true", help="set when served over HTTPS")
+    p.add_argument("--workers", type=int, default=None,
+                   help="threads that decode photos, run the models and search (default: one per core)")
+    p.add_argument("--queue", type=int, default=None,
+                   help="requests that may wait for a worker before the server answers 503 (default 8)")
     p.add_argument("--log-level", default="info")
 
     p = add("info", cmd_info, "summarise a workspace")

@@ -161,7 +161,7 @@ def evaluate(workspace: Workspace, models: list[str], metrics: list[Metric | str
         raise ConfigError(f"--queries must be at least 1, got {queries}")
     catalogue = workspace.catalogue
     stores = {m: workspace.feature_store(m) for m in models}
-    common = set.intersection(*(set(s.load()[0]) for s in stores.values()))  # items every model has
+    common = set.intersection(*(set(s.ids()) for s in stores.values()))  # items every model has
     items = {i.id: i for i in catalogue.items() if i.id in common}
     rng = np.random.default_rng(seed)
     if protocol == "subset":

@@ -74,6 +74,13 @@ class FeatureStore:
                 ids = json.loads((self.directory / shard["ids"]).read_text())
                 yield shard["file"], ids, np.load(self.directory / shard["file"], mmap_mode="r")
 
+    def ids(self) -> list[str]:
+        """Every stored item id, in row order (the vectors are not read)."""
+        out: list[str] = []
+        for shard in (self.manifest()["shards"] if self.exists() else []):
+            out += json.loads((self.directory / shard["ids"]).read_text())
+        return out
+
     def stored_ids(self) -> set[str]:
         if not self.exists():
             return set()

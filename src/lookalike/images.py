@@ -96,6 +96,8 @@ def load_photo(source: str | Path | bytes, *, max_pixels: int = MAX_IMAGE_PIXELS
                 if max_side is not None and max(width, height) > max_side and img.format == "JPEG":
                     img.draft("RGB", (max_side, max_side))  # DCT scaling: 1/2, 1/4 or 1/8 of the size
                 img.load()
+                if max_side is not None and max(img.size) >= 2 * max_side:  # other formats: shrink before
+                    img = _reduced(img, max(img.size) // max_side)  # converting, so the copies stay small
                 turned = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF: rotated by 90 degrees
                 rgb = to_rgb(ImageOps.exif_transpose(img))
         upright_width = height if turned else width
@@ -113,6 +115,19 @@ def load_photo(source: str | Path | bytes, *, max_pixels: int = MAX_IMAGE_PIXELS
         raise ImageError(f"{name}: corrupt or truncated image ({exc})") from None
     full = (height, width) if turned else (width, height)
     return rgb, rgb.width / upright_width, full
+
+
+def _reduced(img: Image.Image, factor: int) -> Image.Image:
+    """``img`` shrunk by a whole ``factor`` (box filter; EXIF kept), or ``img`` for modes ``reduce`` lacks."""
+    try:
+        small = img.reduce(factor)
+    except (ValueError, NotImplementedError):
+        return img
+    small.info.update(img.info)
+    exif = img.getexif()
+    if exif:
+        small.getexif().update(exif)
+    return small
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

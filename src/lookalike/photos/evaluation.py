@@ -83,7 +83,7 @@ def evaluate_photos(workspace, models: list[str], metrics: list[Metric | str], q
     photos = read_query_photos(query_photos)
     catalogue = workspace.catalogue
     stores = {m: workspace.feature_store(m) for m in models}
-    common = set.intersection(*(set(s.load()[0]) for s in stores.values()))
+    common = set.intersection(*(set(s.ids()) for s in stores.values()))
     items = {i.id: i for i in catalogue.items() if i.id in common}
     named = [p.item for p in photos if p.item is not None]
     missing = sorted({i for i in named if i not in items})

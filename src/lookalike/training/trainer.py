@@ -211,7 +211,7 @@ def training_split(workspace: Workspace, config: TrainConfig
     """The items ``train`` uses for ``config``: those with the backbone's stored vectors (its readable images;
     without a store, fine-tuning reads every item), split as in ``choose_training_items``."""
     store = workspace.feature_store(config.backbone)
-    have = set(store.load()[0].tolist()) if store.exists() or not config.finetune_blocks else None
+    have = set(store.ids()) if store.exists() or not config.finetune_blocks else None
     return choose_training_items(workspace, config, have)
 
 

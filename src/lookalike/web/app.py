@@ -10,10 +10,10 @@ import contextlib
 import html
 import io
 import json
+import os
 import random
 import secrets
-import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,6 +30,7 @@ from ..workspace import Workspace
 from .leaderboard import approval_table, as_dicts, duel_table
 from .security import RateLimiter, Signer, load_secret
 from .votes import VoteError, VoteStore
+from .work import PoolFull, WorkPool
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "lookalike_session"
@@ -47,6 +48,8 @@ class Settings:
     votes_per_second: float = 5.0
     vote_burst: int = 20
     secure_cookies: bool = False
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # threads for decoding, models, search
+    queue: int = 8  # requests that may wait for a worker; beyond that, 503 with Retry-After
 
 
 class VoteIn(BaseModel):
@@ -70,10 +73,13 @@ class App:
     """State shared by the routes: workspace, search engine, vote store, signers."""
 
     def __init__(self, workspace: Workspace, settings: Settings):
+        if settings.workers < 1 or settings.queue < 0:
+            raise ConfigError(f"workers must be at least 1 and queue at least 0, got {settings.workers} and "
+                              f"{settings.queue}")
         self.workspace = workspace
         self.settings = settings
-        self.engine = SearchEngine(workspace)
-        self.lock = threading.Lock()  # faiss / ORT objects are built lazily; build them once
+        self.engine = SearchEngine(workspace)  # thread-safe: searches run in parallel in the worker pool
+        self.pool = WorkPool(settings.workers, settings.queue)
         db_url = settings.db_url or f"sqlite:///{(workspace.root / 'votes.sqlite').absolute()}"
         self.votes = VoteStore(db_url)
         secret = load_secret(settings.secret, workspace.root)
@@ -96,13 +102,12 @@ class App:
 
     def item_ids(self, model: str) -> list[str]:
         if model not in self._ids:
-            self._ids[model] = [str(i) for i in self.workspace.feature_store(model).load()[0]]
+            self._ids[model] = self.workspace.feature_store(model).ids()
         return self._ids[model]
 
     def nearest(self, item_id: str, system: str, k: int = 1) -> list[Match]:
         model, metric = parse_system(system)
-        with self.lock:
-            return self.engine.search_item(item_id, model, metric, k).results
+        return self.engine.search_item(item_id, model, metric, k).results
 
     def session_of(self, request: Request) -> str | None:
         return self.sessions.unsign(request.cookies.get(SESSION_COOKIE))
@@ -153,6 +158,10 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
         if isinstance(exc, FeatureStoreError):
             status = 409
         return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(PoolFull)
+    async def pool_full(_request: Request, exc: PoolFull) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(VoteError)
     async def vote_error(_request: Request, exc: VoteError) -> JSONResponse:
@@ -246,25 +255,23 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
             raise HTTPException(413, f"the upload is larger than {state.settings.max_upload_bytes:,} bytes")
         mode = box.strip() or "auto"
         crop = mode if mode in ("auto", "none") else parse_box(mode)
-        with state.lock:  # content is sniffed by decoding it, never trusted from the name
-            result = state.engine.search_image(data, model, metric, k, box=crop)
+        # decoded (content sniffed, never trusted from the name) and searched in the worker pool
+        result = await state.pool.run(state.engine.search_image, data, model, metric, k, box=crop)
         query = {key: result.query[key] for key in ("box", "box_source", "size")}
         query["candidates"] = result.query.get("candidates", [])
         return {"system": f"{model}/{metric.value}", "query": query,
                 "results": [item_json(m) for m in result.results]}
 
     @app.get("/api/search/item", summary="Search from a catalogue item (excluded from its own results)")
-    def search_item(item_id: str, system: str = Query(""), k: int = 12) -> dict[str, Any]:
+    async def search_item(item_id: str, system: str = Query(""), k: int = 12) -> dict[str, Any]:
         model, metric = check_system(system)
         check_k(k)
-        with state.lock:
-            result = state.engine.search_item(item_id, model, metric, k)
+        result = await state.pool.run(state.engine.search_item, item_id, model, metric, k)
         item = workspace.catalogue.get(item_id)
         return {"system": f"{model}/{metric.value}", "query": item_json(item_id=item.id, category=item.category),
                 "results": [item_json(m) for m in result.results]}
 
-    @app.get("/items/{item_id:path}/image", summary="An item's image (cropped to its box), as a thumbnail")
-    def item_image(item_id: str, full: bool = False) -> Response:
+    def thumbnail_png(item_id: str, full: bool) -> bytes:
         from ..images import load_image
 
         item = workspace.catalogue.get(item_id)  # ids are looked up, never used as paths
@@ -273,7 +280,12 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
             img.thumbnail((THUMB_MAX, THUMB_MAX))
         buffer = io.BytesIO()
         img.save(buffer, format="PNG")
-        return Response(buffer.getvalue(), media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+        return buffer.getvalue()
+
+    @app.get("/items/{item_id:path}/image", summary="An item's image (cropped to its box), as a thumbnail")
+    async def item_image(item_id: str, full: bool = False) -> Response:
+        data = await state.pool.run(thumbnail_png, item_id, full)
+        return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
     # -- Dope or Nope -------------------------------------------------------------------------
     def random_query(model: str) -> str:
@@ -283,8 +295,10 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
         return random.choice(ids)
 
     @app.get("/api/game/pair", summary="A blind pair: a random item and its nearest match under a hidden system")
-    def game_pair(request: Request) -> dict[str, Any]:
-        session = session_id(request)
+    async def game_pair(request: Request) -> dict[str, Any]:
+        return await state.pool.run(make_game_pair, session_id(request))
+
+    def make_game_pair(session: str) -> dict[str, Any]:
         check_system("")
         system = random.choice(state.systems)
         model, _ = parse_system(system)
@@ -313,12 +327,14 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
         return {"accepted": True, "system": pair.system_a, "verdict": vote.verdict}
 
     @app.get("/api/duel/pair", summary="Head to head: two hidden systems' matches for the same item")
-    def duel_pair(request: Request) -> dict[str, Any]:
+    async def duel_pair(request: Request) -> dict[str, Any]:
+        return await state.pool.run(make_duel_pair, session_id(request))
+
+    def make_duel_pair(session: str) -> dict[str, Any]:
         check_system("")
         if len(state.systems) < 2:
             raise HTTPException(409, "head-to-head needs at least two systems; extract features of another model "
                                      "or serve more metrics")
-        session = session_id(request)
         for _attempt in range(8):
             a, b = random.sample(state.systems, 2)
             model_a, _ = parse_system(a)
