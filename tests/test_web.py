@@ -43,7 +43,7 @@ def png_bytes(size=(40, 30), colour=(200, 30, 30)) -> bytes:
 
 
 def test_pages_and_assets_are_served_locally(client):
-    for path in ("/", "/game", "/duel", "/leaderboard", "/map", "/static/app.js", "/static/style.css", "/docs",
+    for path in ("/", "/game", "/duel", "/leaderboard", "/map", "/static/app.js", "/static/style.css",
                  "/openapi.json"):
         response = client.get(path)
         assert response.status_code == 200, path
@@ -362,3 +362,82 @@ def test_a_huge_png_is_decoded_reduced():
     assert full == (6000, 3000) and max(img.size) <= MAX_PHOTO_SIDE and img.mode == "RGB"
     assert scale == pytest.approx(img.width / 6000)
     assert img.getpixel((5, 5)) == pytest.approx((133, 228, 143), abs=2)  # alpha composited on white
+
+
+@pytest.mark.parametrize("cookie", ["x.é", "é", "\u00e9.\u00e9" * 3, "abc." + "é" * 32, ".", "a" * 5000])
+def test_any_session_cookie_starts_a_session_never_a_500(client, cookie):
+    """Issue 15: a non-ASCII session cookie gave a 500 on every route."""
+    client.cookies.clear()
+    response = client.get("/api/systems", headers={"Cookie": f"lookalike_session={cookie}".encode()})  # UTF-8 bytes
+    assert response.status_code == 200
+    assert "lookalike_session" in response.headers.get("set-cookie", "")
+
+
+@pytest.mark.parametrize("token", ["\ud800.abc", "é.é", "x." + "é" * 32, "abc." + "0" * 31 + "\u0660", "", "."])
+@pytest.mark.parametrize("route, field, value", [("/api/game/vote", "verdict", "dope"),
+                                                ("/api/duel/vote", "winner", "a")])
+def test_forged_tokens_of_any_text_are_403_never_500(client, token, route, field, value):
+    """Issue 15: a vote token with a non-ASCII signature or a lone surrogate gave a 500 on both vote routes."""
+    body = json.dumps({"token": token, field: value}, ensure_ascii=True)  # "\ud800" travels as an escape
+    response = client.post(route, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 403, response.text
+
+
+@pytest.mark.parametrize("route", ["/api/game/vote", "/api/duel/vote", "/api/search", "/api/systems"])
+def test_every_body_is_limited_before_it_is_read(client, route):
+    """Issue 15: a 200 MB vote body was read and parsed; now every route refuses from Content-Length."""
+    limit = 16 * 1024 if route != "/api/search" else 200_000 + 64 * 1024
+    response = client.post(route, content=b"{" + b" " * (limit + 10) + b"}",
+                           headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and "larger than" in response.json()["detail"]
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit(client):
+    """A body without Content-Length is counted as it arrives and refused once past the limit."""
+    def chunks():
+        for _ in range(100):
+            yield b" " * 4096  # 400 KB, no Content-Length
+
+    response = client.post("/api/game/vote", content=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_security_headers_and_no_inline_script(client):
+    import re
+
+    for path in ["/", "/game", "/duel", "/leaderboard", "/map", "/api/systems"]:
+        response = client.get(path)
+        csp = response.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        if path != "/api/systems":
+            scripts = re.findall(r"<script([^>]*)>(.*?)</script>", response.text, re.S)
+            assert all('src="/static/' in attrs or 'type="application/json"' in attrs for attrs, _ in scripts)
+            data = next(body for attrs, body in scripts if 'type="application/json"' in attrs)
+            assert json.loads(data)["page"] == ({"/": "search"}.get(path) or path.strip("/"))
+    assert client.get("/docs").status_code == 404  # Swagger UI would come from a CDN
+    assert client.get("/openapi.json").status_code == 200
+
+
+def test_session_responses_are_private(client, ws):
+    client.cookies.clear()
+    item = ws.catalogue.ids()[0]
+    response = client.get(f"/items/{item}/image")
+    assert response.status_code == 200 and "set-cookie" in response.headers
+    assert response.headers["cache-control"].startswith("private")
+
+
+def test_public_exports_hide_session_ids(ws, tmp_path):
+    app = create_app(ws, Settings(db_url=f"sqlite:///{tmp_path / 'votes.sqlite'}", secret="s", admin_token="t0k"))
+    with TestClient(app) as c:
+        pair = c.get("/api/game/pair").json()
+        assert c.post("/api/game/vote", json={"token": pair["token"], "verdict": "dope"}).status_code == 200
+        session = app.state.lookalike.sessions.unsign(c.cookies["lookalike_session"])
+        public = [json.loads(line) for line in c.get("/api/votes.jsonl").text.splitlines()]
+        assert len(public) == 1 and public[0]["session"] != session and session not in c.get("/api/votes.csv").text
+        assert len(public[0]["session"]) == 12
+        assert c.get("/api/admin/votes.jsonl").status_code == 403
+        assert c.get("/api/admin/votes.jsonl", headers={"Authorization": "Bearer wrong"}).status_code == 403
+        full = c.get("/api/admin/votes.jsonl", headers={"Authorization": "Bearer t0k"})
+        assert full.status_code == 200 and json.loads(full.text.splitlines()[0])["session"] == session

@@ -312,7 +312,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     pool = {k: v for k, v in (("workers", args.workers), ("queue", args.queue)) if v is not None}
     return _serve(_workspace(args), Settings(db_url=args.db, secret=args.secret, systems=systems,
                                              max_upload_bytes=args.max_upload_mb * 1024 * 1024,
-                                             secure_cookies=args.secure_cookies, **pool),
+                                             secure_cookies=args.secure_cookies, admin_token=args.admin_token,
+                                             api_docs=args.api_docs, **pool),
                   args.host, args.port, args.log_level)
 
 
@@ -564,6 +565,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="competing systems, comma-separated MODEL/METRIC (default: every model x metric)")
     p.add_argument("--max-upload-mb", type=int, default=10)
     p.add_argument("--secure-cookies", action="store_true", help="set when served over HTTPS")
+    p.add_argument("--admin-token", default=None,
+                   help="token for the full vote export with session ids (/api/admin/votes.jsonl; default "
+                        "$LOOKALIKE_ADMIN_TOKEN; none: that export is off)")
+    p.add_argument("--api-docs", action="store_true",
+                   help="serve /docs and /redoc (their pages load Swagger UI / ReDoc from a CDN)")
     p.add_argument("--workers", type=int, default=None,
                    help="threads that decode photos, run the models and search (default: one per core)")
     p.add_argument("--queue", type=int, default=None,

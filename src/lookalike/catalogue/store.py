@@ -144,7 +144,8 @@ class Catalogue:
     def remove(self, item_ids: Iterable[str]) -> int:
         """Delete these items; an unknown id is an error that names it, and then nothing is deleted."""
         wanted = list(dict.fromkeys(item_ids))
-        missing = [i for i in wanted if i not in self.get_many(wanted)]
+        found = self.get_many(wanted)
+        missing = [i for i in wanted if i not in found]
         if missing:
             more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
             raise ItemNotFoundError(f"not in the catalogue: {', '.join(map(repr, missing[:10]))}{more}; "

@@ -7,6 +7,7 @@ server-rendered HTML with a little plain JS; every asset is served by the app (n
 from __future__ import annotations
 
 import contextlib
+import hmac
 import html
 import io
 import json
@@ -28,12 +29,22 @@ from ..metrics import Metric
 from ..search import Match, SearchEngine
 from ..workspace import Workspace
 from .leaderboard import approval_table, as_dicts, duel_table
-from .security import RateLimiter, Signer, load_secret
+from .security import BodyLimit, RateLimiter, Signer, load_secret
 from .votes import VoteError, VoteStore
 from .work import PoolFull, WorkPool
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "lookalike_session"
+#: Sent with every response: scripts and styles from the app only (no inline script), never framed.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+                               "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                               "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
 THUMB_MAX = 256
 
 
@@ -45,11 +56,14 @@ class Settings:
     secret: str | None = None
     systems: list[str] | None = None  # "model/metric"; default every extracted model x metric
     max_upload_bytes: int = 10 * 1024 * 1024
+    max_body_bytes: int = 16 * 1024  # every other request body (votes are a few hundred bytes)
     votes_per_second: float = 5.0
     vote_burst: int = 20
     secure_cookies: bool = False
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # threads for decoding, models, search
     queue: int = 8  # requests that may wait for a worker; beyond that, 503 with Retry-After
+    api_docs: bool = False  # /docs and /redoc load Swagger UI / ReDoc from a CDN: off unless asked for
+    admin_token: str | None = None  # the full vote export (with session ids); default $LOOKALIKE_ADMIN_TOKEN
 
 
 class VoteIn(BaseModel):
@@ -127,13 +141,14 @@ def item_json(match: Match | None = None, *, item_id: str | None = None, categor
     return out
 
 
-def page(name: str, title: str, **values: str) -> HTMLResponse:
-    """Fill ``templates/<name>.html`` into the base layout (values are escaped unless ``raw_``-prefixed)."""
+def page(name: str, title: str, **data: Any) -> HTMLResponse:
+    """Fill ``templates/<name>.html`` into the base layout; ``data`` reaches app.js as a JSON block (never
+    inline script: the Content-Security-Policy forbids it)."""
     body = (HERE / "templates" / f"{name}.html").read_text()
-    for key, value in values.items():
-        body = body.replace("{{" + key + "}}", value if key.startswith("raw_") else html.escape(value))
     base = (HERE / "templates" / "base.html").read_text()
-    return HTMLResponse(base.replace("{{title}}", html.escape(title)).replace("{{body}}", body))
+    blob = json.dumps({"page": name, **data}).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return HTMLResponse(base.replace("{{title}}", html.escape(title)).replace("{{raw_page_data}}", blob)
+                        .replace("{{body}}", body))
 
 
 def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAPI:
@@ -145,9 +160,13 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
         yield
         state.votes.close()
 
-    app = FastAPI(title="Lookalike", version="1", lifespan=lifespan, description="Visual item search: search by photo, the "
+    docs = {} if state.settings.api_docs else {"docs_url": None, "redoc_url": None}  # Swagger UI needs a CDN
+    app = FastAPI(title="Lookalike", version="1", lifespan=lifespan, **docs, description="Visual item search: search by photo, the "
                   "catalogue map, and the Dope-or-Nope game that ranks search systems from people's votes.")
     app.state.lookalike = state
+    # every body is limited, refused with 413 before it is read (uploads: the photo plus the form fields)
+    app.add_middleware(BodyLimit, default=state.settings.max_body_bytes,
+                       limits={"/api/search": state.settings.max_upload_bytes + 64 * 1024})
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     # -- errors: a clear 4xx with a message, never a 500 for bad input ------------------------
@@ -168,18 +187,6 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
     @app.middleware("http")
-    async def upload_limit(request: Request, call_next):
-        """Refuse oversized uploads before they are parsed (and spooled to a temporary file)."""
-        if request.method == "POST" and request.url.path == "/api/search":
-            length = request.headers.get("content-length")
-            if length is None or not length.isdigit():
-                return JSONResponse({"detail": "uploads need a Content-Length header"}, status_code=411)
-            if int(length) > state.settings.max_upload_bytes + 64 * 1024:  # room for the form fields
-                return JSONResponse({"detail": f"the upload is larger than {state.settings.max_upload_bytes:,} "
-                                               "bytes"}, status_code=413)
-        return await call_next(request)
-
-    @app.middleware("http")
     async def anonymous_session(request: Request, call_next):
         session = state.session_of(request)
         new = None
@@ -190,18 +197,21 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
         if new is not None:
             response.set_cookie(SESSION_COOKIE, state.sessions.sign(new), httponly=True, samesite="lax",
                                 secure=state.settings.secure_cookies, max_age=60 * 60 * 24 * 365)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if new is not None or "set-cookie" in response.headers:  # tied to a session: never in a shared cache
+            cache = response.headers.get("cache-control", "")
+            response.headers["Cache-Control"] = "private" + (f", {cache}" if cache and "private" not in cache else "")
         return response
 
     def session_id(request: Request) -> str:
         return state.session_of(request) or request.scope.get("state", {}).get("session")
 
     # -- pages --------------------------------------------------------------------------------
-    systems_json = json.dumps(state.systems)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def search_page() -> HTMLResponse:
-        return page("search", "Search", raw_systems=systems_json)
+        return page("search", "Search", systems=state.systems)
 
     @app.get("/game", response_class=HTMLResponse, include_in_schema=False)
     def game_page() -> HTMLResponse:
@@ -219,7 +229,7 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
     def map_page() -> HTMLResponse:
         from ..mapping import list_maps
 
-        return page("map", "Catalogue map", raw_maps=json.dumps(list_maps(workspace)))
+        return page("map", "Catalogue map", maps=list_maps(workspace))
 
     # -- search ---------------------------------------------------------------------------------
     @app.get("/api/systems", summary="The search systems (model/metric) this app serves")
@@ -335,7 +345,7 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
         if len(state.systems) < 2:
             raise HTTPException(409, "head-to-head needs at least two systems; extract features of another model "
                                      "or serve more metrics")
-        for _attempt in range(8):
+        for _attempt in range(32):  # systems often agree on an item: look for one where they do not
             a, b = random.sample(state.systems, 2)
             model_a, _ = parse_system(a)
             model_b, _ = parse_system(b)
@@ -368,15 +378,29 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
                 "duels": as_dicts(duel_table(state.votes.duel_outcomes(), state.systems, bootstrap=bootstrap)),
                 "votes": state.votes.count_votes()}
 
-    @app.get("/api/votes.csv", summary="Every raw vote as CSV")
+    def public_session(session: str) -> str:  # the same player keeps one pseudonym; ids stay secret
+        return state.sessions.sign(session).rsplit(".", 1)[1][:12]
+
+    @app.get("/api/votes.csv", summary="Every raw vote as CSV (sessions as pseudonyms)")
     def votes_csv() -> PlainTextResponse:
-        return PlainTextResponse(state.votes.export_csv(), media_type="text/csv",
+        return PlainTextResponse(state.votes.export_csv(public_session), media_type="text/csv",
                                  headers={"Content-Disposition": "attachment; filename=votes.csv"})
 
-    @app.get("/api/votes.jsonl", summary="Every raw vote as JSON lines")
+    @app.get("/api/votes.jsonl", summary="Every raw vote as JSON lines (sessions as pseudonyms)")
     def votes_jsonl() -> PlainTextResponse:
-        return PlainTextResponse(state.votes.export_jsonl(), media_type="application/x-ndjson",
+        return PlainTextResponse(state.votes.export_jsonl(public_session), media_type="application/x-ndjson",
                                  headers={"Content-Disposition": "attachment; filename=votes.jsonl"})
+
+    @app.get("/api/admin/votes.jsonl", summary="Every raw vote with session ids (Authorization: Bearer TOKEN)")
+    def admin_votes(request: Request) -> PlainTextResponse:
+        token = state.settings.admin_token or os.environ.get("LOOKALIKE_ADMIN_TOKEN")
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not token:
+            raise HTTPException(404, "no admin token is configured (--admin-token or $LOOKALIKE_ADMIN_TOKEN)")
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(403, "a valid admin token is needed: Authorization: Bearer TOKEN")
+        return PlainTextResponse(state.votes.export_jsonl(), media_type="application/x-ndjson",
+                                 headers={"Content-Disposition": "attachment; filename=votes-full.jsonl"})
 
     # -- map --------------------------------------------------------------------------------------
     @app.get("/api/map/{model}", summary="The saved 2-D map of a model's feature space")

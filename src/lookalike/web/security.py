@@ -37,10 +37,13 @@ class Signer:
         return f"{value}.{self._mac(value)}"
 
     def unsign(self, signed: str | None) -> str | None:
+        """The signed value, or None for anything forged, altered or malformed (any text, never an error)."""
         if not signed or "." not in signed:
             return None
         value, mac = signed.rsplit(".", 1)
-        return value if hmac.compare_digest(mac, self._mac(value)) else None
+        if len(mac) != 32 or not mac.isascii() or not value.isascii() or not value.isprintable():
+            return None  # our values and signatures are printable ASCII: the rest is forged
+        return value if hmac.compare_digest(mac.encode(), self._mac(value).encode()) else None
 
 
 class RateLimiter:
@@ -63,3 +66,72 @@ class RateLimiter:
             if len(self._buckets) > 100_000:  # forget idle sessions
                 self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 600}
             return True
+
+
+class BodyLimit:
+    """ASGI middleware: a size limit on every request body, 413 before the body is read.
+
+    ``limits`` maps a path to its limit in bytes; other paths get ``default``. A declared Content-Length
+    over the limit is refused at once; a body sent without one (chunked) is counted as it arrives and
+    refused as soon as it passes the limit, so the application never holds more than the limit.
+    """
+
+    def __init__(self, app, *, default: int, limits: dict[str, int] | None = None):
+        self.app, self.default, self.limits = app, default, dict(limits or {})
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.limits.get(scope.get("path", ""), self.default)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return await self._refuse(send, limit, bad=not length.isdigit())
+        received = 0
+        refused = False
+
+        async def limited_receive():
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    refused = True
+                    raise _TooLarge
+            return message
+
+        answered = False
+
+        async def checked_send(message):
+            nonlocal answered
+            if refused:  # whatever the app makes of a body cut off (FastAPI: 400), the answer is 413
+                if not answered:
+                    answered = True
+                    await self._refuse(send, limit)
+                return
+            if message["type"] == "http.response.start":
+                answered = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, checked_send)
+        except Exception:
+            if not refused:
+                raise
+            if not answered:  # the app gave up on a body cut off at the limit
+                await self._refuse(send, limit)
+
+    @staticmethod
+    async def _refuse(send, limit: int, bad: bool = False) -> None:
+        import json
+
+        status, detail = (400, "invalid Content-Length") if bad else (413, f"the request body is larger than "
+                                                                            f"{limit:,} bytes")
+        body = json.dumps({"detail": detail}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    """Raised inside the app's receive() when a body passes its limit."""

@@ -218,25 +218,29 @@ class VoteStore:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.text("SELECT COUNT(*) FROM votes")).scalar())
 
-    def iter_votes(self) -> Iterator[dict[str, Any]]:
+    def iter_votes(self, session_as: Callable[[str], str] | None = None) -> Iterator[dict[str, Any]]:
+        """Every vote, oldest first; ``session_as`` replaces session ids (e.g. by pseudonyms for the public)."""
         with self.engine.connect() as conn:
             for kind, sql in (("single", "SELECT pair_id, voted_at, session, system, query_item, match_item, verdict "
                                          "FROM votes ORDER BY voted_at"),
                               ("duel", "SELECT pair_id, voted_at, session, system_a, match_a, system_b, match_b, "
                                        "query_item, winner FROM duels ORDER BY voted_at")):
                 for row in conn.execute(sa.text(sql)):
-                    yield {"kind": kind, **row._asdict()}
+                    vote = {"kind": kind, **row._asdict()}
+                    if session_as is not None:
+                        vote["session"] = session_as(vote["session"])
+                    yield vote
 
-    def export_jsonl(self) -> str:
-        return "".join(json.dumps(v) + "\n" for v in self.iter_votes())
+    def export_jsonl(self, session_as: Callable[[str], str] | None = None) -> str:
+        return "".join(json.dumps(v, default=str) + "\n" for v in self.iter_votes(session_as))
 
-    def export_csv(self) -> str:
+    def export_csv(self, session_as: Callable[[str], str] | None = None) -> str:
         fields = ["kind", "pair_id", "voted_at", "session", "query_item", "system", "match_item", "verdict",
                   "system_a", "match_a", "system_b", "match_b", "winner"]
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
-        for vote in self.iter_votes():
+        for vote in self.iter_votes(session_as):
             writer.writerow(vote)
         return buffer.getvalue()
 

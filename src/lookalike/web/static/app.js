@@ -1,3 +1,5 @@
+// the page's data: a JSON block, not a script (the Content-Security-Policy allows no inline script)
+const PAGE_DATA = JSON.parse((document.getElementById("page-data") || {}).textContent || "{}");
 // Lookalike pages: plain JS, no framework, no CDN.
 "use strict";
 
@@ -16,7 +18,7 @@ function postJSON(url, data) {
 
 // ---------------------------------------------------------------- search
 function initSearch() {
-  const systems = window.LOOKALIKE_SYSTEMS || [];
+  const systems = PAGE_DATA.systems || [];
   const select = $("system");
   for (const s of systems) select.add(new Option(s, s));
   const canvas = $("preview"), ctx = canvas.getContext("2d");
@@ -217,7 +219,7 @@ async function initLeaderboard() {
 
 // ---------------------------------------------------------------- map
 function initMap() {
-  const maps = window.LOOKALIKE_MAPS || [];
+  const maps = PAGE_DATA.maps || [];
   const select = $("map-model");
   for (const m of maps) select.add(new Option(m, m));
   if (!maps.length) { $("map-info").textContent = "No map yet: run lookalike map --model NAME"; return; }
@@ -267,5 +269,5 @@ function initMap() {
   load(maps[0]);
 }
 
-const PAGE = window.LOOKALIKE_PAGE || ($("search-form") ? "search" : "");
+const PAGE = PAGE_DATA.page || "";
 ({ search: initSearch, game: initGame, duel: initDuel, leaderboard: initLeaderboard, map: initMap }[PAGE] || (() => {}))();
