@@ -31,7 +31,8 @@ def ws(tmp_path_factory):
 @pytest.fixture
 def client(ws, tmp_path):
     app = create_app(ws, Settings(db_url=f"sqlite:///{tmp_path / 'votes.sqlite'}", secret="test-secret",
-                                  max_upload_bytes=200_000, vote_burst=1000, votes_per_second=1000))
+                                  max_upload_bytes=200_000, vote_burst=1000, votes_per_second=1000,
+                                  address_vote_burst=1000, pair_burst=1000))
     with TestClient(app) as c:
         yield c
 
@@ -204,6 +205,38 @@ def test_rate_limit(ws, tmp_path):
             pair = c.get("/api/game/pair").json()
             codes.append(c.post("/api/game/vote", json={"token": pair["token"], "verdict": "dope"}).status_code)
         assert codes == [200, 200, 200, 429, 429]
+
+
+def test_cookieless_clients_are_limited_per_address(ws, tmp_path):
+    """Issue 15: the limit was per session, and a new session costs nothing (60 of 60 votes accepted)."""
+    app = create_app(ws, Settings(db_url=f"sqlite:///{tmp_path / 'v.sqlite'}", secret="s", address_vote_burst=5,
+                                  address_votes_per_minute=0.01, pair_burst=1000))
+    with TestClient(app) as c:
+        codes = []
+        for _ in range(8):
+            c.cookies.clear()  # a new session per vote
+            pair = c.get("/api/game/pair").json()
+            codes.append(c.post("/api/game/vote", json={"token": pair["token"], "verdict": "dope"}).status_code)
+        assert codes == [200] * 5 + [429] * 3
+        # another address (behind a trusted proxy) has its own budget
+        app.state.lookalike.settings.proxy_header = "X-Forwarded-For"
+        c.cookies.clear()
+        headers = {"X-Forwarded-For": "203.0.113.9, 198.51.100.7"}
+        pair = c.get("/api/game/pair", headers=headers).json()
+        assert c.post("/api/game/vote", json={"token": pair["token"], "verdict": "dope"},
+                      headers=headers).status_code == 200
+
+
+def test_pairs_are_limited_and_expire(ws, tmp_path):
+    app = create_app(ws, Settings(db_url=f"sqlite:///{tmp_path / 'v.sqlite'}", secret="s", pair_burst=4,
+                                  pairs_per_second=0.001))
+    with TestClient(app) as c:
+        codes = [c.get("/api/game/pair").status_code for _ in range(6)]
+        assert codes == [200] * 4 + [429] * 2
+        store = app.state.lookalike.votes
+        assert store.count_pairs() == 4
+        store.pair_ttl_s = 0.0
+        assert store.purge_expired() == 4 and store.count_pairs() == 0
 
 
 def test_duels_rank_with_bradley_terry(client):

@@ -57,8 +57,13 @@ class Settings:
     systems: list[str] | None = None  # "model/metric"; default every extracted model x metric
     max_upload_bytes: int = 10 * 1024 * 1024
     max_body_bytes: int = 16 * 1024  # every other request body (votes are a few hundred bytes)
-    votes_per_second: float = 5.0
+    votes_per_second: float = 5.0  # per session (token bucket)
     vote_burst: int = 20
+    address_votes_per_minute: float = 30.0  # per client address, whatever its sessions
+    address_vote_burst: int = 30
+    pairs_per_second: float = 5.0  # pairs issued, per session and (x4) per address
+    pair_burst: int = 30
+    proxy_header: str | None = None  # e.g. X-Forwarded-For, only behind a proxy you trust: its last entry
     secure_cookies: bool = False
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # threads for decoding, models, search
     queue: int = 8  # requests that may wait for a worker; beyond that, 503 with Retry-After
@@ -100,6 +105,10 @@ class App:
         self.sessions = Signer(secret, "session")
         self.tokens = Signer(secret, "pair")
         self.limiter = RateLimiter(settings.votes_per_second, settings.vote_burst)
+        self.address_limiter = RateLimiter(settings.address_votes_per_minute / 60, settings.address_vote_burst)
+        self.pair_limiter = RateLimiter(settings.pairs_per_second, settings.pair_burst)
+        self.address_pair_limiter = RateLimiter(4 * settings.pairs_per_second, 4 * settings.pair_burst)
+        self._purged = 0.0
         self.systems = self._systems(settings.systems)
         self._ids: dict[str, list[str]] = {}
 
@@ -122,6 +131,23 @@ class App:
     def nearest(self, item_id: str, system: str, k: int = 1) -> list[Match]:
         model, metric = parse_system(system)
         return self.engine.search_item(item_id, model, metric, k).results
+
+    def client_address(self, request: Request) -> str:
+        """The client's address: the socket peer's, or the last entry of the trusted proxy's header."""
+        if self.settings.proxy_header:
+            forwarded = request.headers.get(self.settings.proxy_header, "")
+            last = forwarded.split(",")[-1].strip()
+            if last:
+                return last
+        return request.client.host if request.client else "unknown"
+
+    def purge_pairs(self) -> None:
+        """Unused pairs past their time to live are deleted (at most once a minute)."""
+        import time
+
+        if time.monotonic() - self._purged > 60:
+            self._purged = time.monotonic()
+            self.votes.purge_expired()
 
     def session_of(self, request: Request) -> str | None:
         return self.sessions.unsign(request.cookies.get(SESSION_COOKIE))
@@ -306,6 +332,7 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
 
     @app.get("/api/game/pair", summary="A blind pair: a random item and its nearest match under a hidden system")
     async def game_pair(request: Request) -> dict[str, Any]:
+        pair_limit(session_id(request), request)
         return await state.pool.run(make_game_pair, session_id(request))
 
     def make_game_pair(session: str) -> dict[str, Any]:
@@ -325,19 +352,27 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
             raise VoteError("invalid pair token", 403)
         return pair_id
 
-    def rate_limit(session: str) -> None:
+    def rate_limit(session: str, request: Request) -> None:
+        if not state.address_limiter.allow(state.client_address(request)):
+            raise VoteError("too many votes from your address; slow down", 429)
         if not state.limiter.allow(session):
             raise VoteError("too many votes; slow down", 429)
+
+    def pair_limit(session: str, request: Request) -> None:
+        if not state.address_pair_limiter.allow(state.client_address(request)) or not state.pair_limiter.allow(session):
+            raise VoteError("too many pairs requested; slow down", 429)
+        state.purge_pairs()
 
     @app.post("/api/game/vote", summary="Swipe right (dope) or left (nope) on an issued pair")
     def game_vote(vote: VoteIn, request: Request) -> dict[str, Any]:
         session = session_id(request)
-        rate_limit(session)
+        rate_limit(session, request)
         pair = state.votes.vote(pair_id_from(vote.token), session, vote.verdict)
         return {"accepted": True, "system": pair.system_a, "verdict": vote.verdict}
 
     @app.get("/api/duel/pair", summary="Head to head: two hidden systems' matches for the same item")
     async def duel_pair(request: Request) -> dict[str, Any]:
+        pair_limit(session_id(request), request)
         return await state.pool.run(make_duel_pair, session_id(request))
 
     def make_duel_pair(session: str) -> dict[str, Any]:
@@ -367,7 +402,7 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
     @app.post("/api/duel/vote", summary="Pick the better match of an issued duel ('a' or 'b')")
     def duel_vote(vote: DuelIn, request: Request) -> dict[str, Any]:
         session = session_id(request)
-        rate_limit(session)
+        rate_limit(session, request)
         pair = state.votes.duel(pair_id_from(vote.token), session, vote.winner)
         return {"accepted": True, "a": pair.system_a, "b": pair.system_b, "winner": vote.winner}
 

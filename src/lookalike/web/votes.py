@@ -160,6 +160,16 @@ class VoteStore:
                           "ma": match_a, "sb": system_b, "mb": match_b, "t": time.time()})
         return pair
 
+    def purge_expired(self) -> int:
+        """Delete pairs never voted on whose time to live has passed; returns how many."""
+        with self.engine.begin() as conn:
+            return int(conn.execute(sa.text("DELETE FROM pairs WHERE used_at IS NULL AND issued_at < :t"),
+                                    {"t": time.time() - self.pair_ttl_s}).rowcount)
+
+    def count_pairs(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT COUNT(*) FROM pairs")).scalar())
+
     def _claim(self, conn: Connection, pair_id: str, session: str, kind: str) -> Pair:
         """Mark the pair used (atomically) and return it; errors say why a vote is refused."""
         now = time.time()
