@@ -273,12 +273,31 @@ def test_vote_store_migrations_are_recorded_and_idempotent(tmp_path):
     url = f"sqlite:///{tmp_path / 'votes.sqlite'}"
     store = VoteStore(url)
     again = VoteStore(url)
-    assert store.schema_version() == 2
+    assert store.schema_version() == 3
     assert again.migrate() == []  # nothing left to apply
     store.close()
     again.close()
     with pytest.raises(Exception, match="database URL"):
         VoteStore("votes.sqlite")
+
+
+def test_a_version_2_vote_store_keeps_its_votes_when_migrated(tmp_path, monkeypatch):
+    from lookalike.web import votes as votes_module
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    monkeypatch.setattr(votes_module, "MIGRATIONS", [m for m in votes_module.MIGRATIONS if m[0] <= 2])
+    old = VoteStore(url)
+    pair = old.issue("single", "s1", "q", "pixels/l2", "m")
+    with old.engine.begin() as conn:  # a vote as version 2 wrote it
+        import sqlalchemy as sa
+
+        conn.execute(sa.text("INSERT INTO votes VALUES (:p, 1.0, 's1', 'pixels/l2', 'q', 'm', 'dope')"), {"p": pair.id})
+    old.close()
+    monkeypatch.undo()
+    store = VoteStore(url)
+    assert store.schema_version() == 3
+    assert store.tallies() == {"pixels/l2": (1, 1)} and store.flag_counts() == {}
+    store.close()
 
 
 def test_map_route(ws, client):
@@ -474,3 +493,34 @@ def test_public_exports_hide_session_ids(ws, tmp_path):
         assert c.get("/api/admin/votes.jsonl", headers={"Authorization": "Bearer wrong"}).status_code == 403
         full = c.get("/api/admin/votes.jsonl", headers={"Authorization": "Bearer t0k"})
         assert full.status_code == 200 and json.loads(full.text.splitlines()[0])["session"] == session
+
+
+def test_votes_on_items_looked_up_first_are_left_out_and_counted(client):
+    """The steering attack looks a pair's query up in public search to learn its system: such votes are
+    flagged, kept in the data and left out of the published leaderboard, with their count shown."""
+    client.cookies.clear()
+    honest = client.get("/api/game/pair").json()
+    assert client.post("/api/game/vote", json={"token": honest["token"], "verdict": "nope"}).status_code == 200
+    client.cookies.clear()  # a new session, same address
+    pair = client.get("/api/game/pair").json()
+    for system in client.get("/api/systems").json()["systems"]:
+        client.get("/api/search/item", params={"item_id": pair["query"]["item_id"], "system": system, "k": 1})
+    assert client.post("/api/game/vote", json={"token": pair["token"], "verdict": "dope"}).status_code == 200
+    board = client.get("/api/leaderboard", params={"bootstrap": 0}).json()
+    assert board["left_out"] == {"looked-up": 1}
+    assert sum(r["votes"] for r in board["approval"]) == 1 and sum(r["dope"] for r in board["approval"]) == 0
+    flags = [json.loads(line)["flag"] for line in client.get("/api/votes.jsonl").text.splitlines()]
+    assert sorted(flags, key=str) == [None, "looked-up"]
+
+
+def test_leaderboard_is_cached_bounded_and_drawn(client):
+    assert client.get("/api/leaderboard", params={"bootstrap": 5000}).status_code == 422
+    first = client.get("/api/leaderboard", params={"bootstrap": 50}).json()
+    cache = client.app.state.lookalike.leaderboards
+    assert client.get("/api/leaderboard", params={"bootstrap": 50}).json() == first and len(cache._cache) == 1
+    pair = client.get("/api/game/pair").json()
+    client.post("/api/game/vote", json={"token": pair["token"], "verdict": "dope"})
+    assert client.get("/api/leaderboard", params={"bootstrap": 50}).json()["votes"] == first["votes"] + 1
+    svg = client.get("/api/leaderboard.svg")
+    assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
+    assert svg.text.startswith("<svg") and "pixels/l2" in svg.text and "<circle" in svg.text

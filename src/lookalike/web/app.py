@@ -28,8 +28,8 @@ from ..errors import (ConfigError, FeatureStoreError, ImageError, ItemNotFoundEr
 from ..metrics import Metric
 from ..search import Match, SearchEngine
 from ..workspace import Workspace
-from .leaderboard import approval_table, as_dicts, duel_table
-from .security import BodyLimit, RateLimiter, Signer, load_secret
+from .leaderboard import LeaderboardCache, approval_svg
+from .security import BodyLimit, LookupLog, RateLimiter, Signer, load_secret
 from .votes import VoteError, VoteStore
 from .work import PoolFull, WorkPool
 
@@ -64,6 +64,8 @@ class Settings:
     pairs_per_second: float = 5.0  # pairs issued, per session and (x4) per address
     pair_burst: int = 30
     proxy_header: str | None = None  # e.g. X-Forwarded-For, only behind a proxy you trust: its last entry
+    flag_lookups: bool = True  # votes on items the voter looked up in public search stay out of the leaderboard
+    max_bootstrap: int = 500  # leaderboard bootstrap resamples, at most
     secure_cookies: bool = False
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # threads for decoding, models, search
     queue: int = 8  # requests that may wait for a worker; beyond that, 503 with Retry-After
@@ -109,6 +111,8 @@ class App:
         self.pair_limiter = RateLimiter(settings.pairs_per_second, settings.pair_burst)
         self.address_pair_limiter = RateLimiter(4 * settings.pairs_per_second, 4 * settings.pair_burst)
         self._purged = 0.0
+        self.lookups = LookupLog()
+        self.leaderboards = LeaderboardCache()
         self.systems = self._systems(settings.systems)
         self._ids: dict[str, list[str]] = {}
 
@@ -299,9 +303,10 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
                 "results": [item_json(m) for m in result.results]}
 
     @app.get("/api/search/item", summary="Search from a catalogue item (excluded from its own results)")
-    async def search_item(item_id: str, system: str = Query(""), k: int = 12) -> dict[str, Any]:
+    async def search_item(request: Request, item_id: str, system: str = Query(""), k: int = 12) -> dict[str, Any]:
         model, metric = check_system(system)
         check_k(k)
+        state.lookups.record(voter_keys(request), item_id)
         result = await state.pool.run(state.engine.search_item, item_id, model, metric, k)
         item = workspace.catalogue.get(item_id)
         return {"system": f"{model}/{metric.value}", "query": item_json(item_id=item.id, category=item.category),
@@ -352,6 +357,18 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
             raise VoteError("invalid pair token", 403)
         return pair_id
 
+    def voter_keys(request: Request) -> list[str]:
+        keys = ["address:" + state.client_address(request)]
+        session = state.session_of(request)
+        return keys + ["session:" + session] if session else keys
+
+    def flag_of(request: Request, pair_id: str) -> str | None:
+        """``looked-up`` when the voter searched this pair's items before voting (see LookupLog)."""
+        if not state.settings.flag_lookups:
+            return None
+        items = state.votes.pair_items(pair_id)
+        return "looked-up" if items and state.lookups.looked_up(voter_keys(request), items) else None
+
     def rate_limit(session: str, request: Request) -> None:
         if not state.address_limiter.allow(state.client_address(request)):
             raise VoteError("too many votes from your address; slow down", 429)
@@ -367,7 +384,8 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
     def game_vote(vote: VoteIn, request: Request) -> dict[str, Any]:
         session = session_id(request)
         rate_limit(session, request)
-        pair = state.votes.vote(pair_id_from(vote.token), session, vote.verdict)
+        pair_id = pair_id_from(vote.token)
+        pair = state.votes.vote(pair_id, session, vote.verdict, flag=flag_of(request, pair_id))
         return {"accepted": True, "system": pair.system_a, "verdict": vote.verdict}
 
     @app.get("/api/duel/pair", summary="Head to head: two hidden systems' matches for the same item")
@@ -403,15 +421,23 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
     def duel_vote(vote: DuelIn, request: Request) -> dict[str, Any]:
         session = session_id(request)
         rate_limit(session, request)
-        pair = state.votes.duel(pair_id_from(vote.token), session, vote.winner)
+        pair_id = pair_id_from(vote.token)
+        pair = state.votes.duel(pair_id, session, vote.winner, flag=flag_of(request, pair_id))
         return {"accepted": True, "a": pair.system_a, "b": pair.system_b, "winner": vote.winner}
 
     # -- leaderboard and exports ----------------------------------------------------------------
     @app.get("/api/leaderboard", summary="Systems ranked by approval (Wilson 95% CI) and by Bradley-Terry")
-    def leaderboard(bootstrap: int = Query(200, ge=0, le=2000)) -> dict[str, Any]:
-        return {"approval": as_dicts(approval_table(state.votes.tallies(), state.systems)),
-                "duels": as_dicts(duel_table(state.votes.duel_outcomes(), state.systems, bootstrap=bootstrap)),
-                "votes": state.votes.count_votes()}
+    def leaderboard(bootstrap: int = Query(200, ge=0)) -> dict[str, Any]:
+        # a thread of its own (not the search pool): cached per vote count, one fit at a time, bounded
+        if bootstrap > state.settings.max_bootstrap:
+            raise HTTPException(422, f"bootstrap must be at most {state.settings.max_bootstrap}, got {bootstrap}")
+        return state.leaderboards.get(state.votes, state.systems, bootstrap)
+
+    @app.get("/api/leaderboard.svg", summary="Approval of each system with its 95% interval, as a picture")
+    def leaderboard_svg() -> Response:
+        board = state.leaderboards.get(state.votes, state.systems, 0)
+        return Response(approval_svg(board["approval"]), media_type="image/svg+xml",
+                        headers={"Cache-Control": "no-cache"})
 
     def public_session(session: str) -> str:  # the same player keeps one pseudonym; ids stay secret
         return state.sessions.sign(session).rsplit(".", 1)[1][:12]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import html
 import math
+import threading
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -104,3 +107,53 @@ def duel_table(outcomes: list[tuple[str, str, str]], systems: list[str] | None =
 
 def as_dicts(rows) -> list[dict]:
     return [asdict(r) for r in rows]
+
+
+class LeaderboardCache:
+    """The leaderboard, computed once per vote count and bootstrap size (concurrent readers wait for one fit).
+
+    Flagged votes (e.g. on items the voter looked up first) are left out, and their counts are shown.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cache: dict[tuple, dict[str, Any]] = {}
+
+    def get(self, store, systems: list[str], bootstrap: int) -> dict[str, Any]:
+        key = (store.revision(), tuple(systems), bootstrap)
+        with self._lock:  # one fit at a time; the others then read it
+            if key not in self._cache:
+                self._cache = {k: v for k, v in self._cache.items() if k[0] == key[0]}  # older counts are stale
+                self._cache[key] = {
+                    "approval": as_dicts(approval_table(store.tallies(), systems)),
+                    "duels": as_dicts(duel_table(store.duel_outcomes(), systems, bootstrap=bootstrap)),
+                    "votes": store.count_votes(), "left_out": store.flag_counts(), "bootstrap": bootstrap}
+            return self._cache[key]
+
+
+def approval_svg(rows: list[dict[str, Any]], width: int = 640) -> str:
+    """Each system's approval as a dot on its 95% Wilson interval, best first: an SVG drawn on the server."""
+    left, right, row_h, top = 190, 60, 26, 30
+    height = top + row_h * max(1, len(rows)) + 24
+    scale = (width - left - right) / 100.0
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+           f'<text x="{left}" y="16" fill="#444">approval (dot) and its 95% interval (bar)</text>']
+    for tick in range(0, 101, 25):
+        x = left + tick * scale
+        out.append(f'<line x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" y2="{height - 20}" stroke="#ddd"/>'
+                   f'<text x="{x:.1f}" y="{height - 6}" text-anchor="middle" fill="#666">{tick}%</text>')
+    for n, row in enumerate(rows):
+        y = top + n * row_h + row_h / 2
+        name = html.escape(str(row["system"]))
+        out.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{name}</text>')
+        if row["votes"]:
+            x1, x2, x = (left + 100 * row[k] * scale for k in ("ci_low", "ci_high", "rate"))
+            out.append(f'<line x1="{x1:.1f}" y1="{y:.1f}" x2="{x2:.1f}" y2="{y:.1f}" stroke="#7aa6d8" '
+                       f'stroke-width="6" stroke-linecap="round"/><circle cx="{x:.1f}" cy="{y:.1f}" r="5" '
+                       f'fill="#1f5fa8"/><text x="{width - right + 6}" y="{y + 4:.1f}" fill="#444">'
+                       f'{row["votes"]} votes</text>')
+        else:
+            out.append(f'<text x="{left}" y="{y + 4:.1f}" fill="#999">no votes yet</text>')
+    out.append("</svg>")
+    return "".join(out)

@@ -135,3 +135,35 @@ class BodyLimit:
 
 class _TooLarge(Exception):
     """Raised inside the app's receive() when a body passes its limit."""
+
+
+class LookupLog:
+    """Which items each client (address or session) looked up in public search, for ``window`` seconds.
+
+    A vote on a pair whose items its voter had just looked up is suspect: that is how the hidden system of
+    a pair is worked out before voting (the steering attack in docs/web.md). Bounded: per client the
+    ``per_client`` latest lookups, and at most ``clients`` clients.
+    """
+
+    def __init__(self, window: float = 1800.0, per_client: int = 1000, clients: int = 100_000):
+        self.window, self.per_client, self.clients = window, per_client, clients
+        self._seen: dict[str, dict[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def record(self, clients: list[str], item: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for client in clients:
+                items = self._seen.setdefault(client, {})
+                items.pop(item, None)
+                items[item] = now  # newest last
+                while len(items) > self.per_client:
+                    items.pop(next(iter(items)))
+            if len(self._seen) > self.clients:  # forget the idle ones
+                self._seen = {c: v for c, v in self._seen.items() if v and now - max(v.values()) < self.window}
+
+    def looked_up(self, clients: list[str], items: list[str]) -> bool:
+        """True when any of ``clients`` looked up any of ``items`` within the window."""
+        now = time.monotonic()
+        with self._lock:
+            return any(now - self._seen.get(c, {}).get(i, -1e18) < self.window for c in clients for i in items)

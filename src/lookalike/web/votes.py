@@ -79,6 +79,12 @@ def _v2(conn: Connection) -> None:
         )"""))
 
 
+@migration(3, "flags: votes left out of the published leaderboard (e.g. the voter looked the pair up first)")
+def _v3(conn: Connection) -> None:
+    conn.execute(sa.text("ALTER TABLE votes ADD COLUMN flag VARCHAR(32)"))
+    conn.execute(sa.text("ALTER TABLE duels ADD COLUMN flag VARCHAR(32)"))
+
+
 class VoteError(Exception):
     """A vote that cannot be accepted; ``status`` is the HTTP status to answer with."""
 
@@ -160,6 +166,13 @@ class VoteStore:
                           "ma": match_a, "sb": system_b, "mb": match_b, "t": time.time()})
         return pair
 
+    def pair_items(self, pair_id: str) -> list[str]:
+        """The query and match items of an issued pair (empty when there is no such pair)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.text("SELECT query_item, match_a, match_b FROM pairs WHERE id = :id"),
+                               {"id": pair_id}).first()
+        return [] if row is None else [i for i in row if i is not None]
+
     def purge_expired(self) -> int:
         """Delete pairs never voted on whose time to live has passed; returns how many."""
         with self.engine.begin() as conn:
@@ -188,41 +201,60 @@ class VoteStore:
         return Pair(row.id, row.kind, row.session, row.query_item, row.system_a, row.match_a, row.system_b,
                     row.match_b)
 
-    def vote(self, pair_id: str, session: str, verdict: str) -> Pair:
-        """Record dope / nope for an issued single pair; returns the pair (revealing its system)."""
+    def vote(self, pair_id: str, session: str, verdict: str, *, flag: str | None = None) -> Pair:
+        """Record dope / nope for an issued single pair; returns the pair (revealing its system). A ``flag``
+        (why the vote is suspect) keeps it out of the published tallies, never out of the data."""
         if verdict not in ("dope", "nope"):
             raise VoteError("verdict must be 'dope' or 'nope'", 422)
-        return self._record(pair_id, session, "single", "INSERT INTO votes VALUES (:p, :t, :s, :sa, :q, :ma, :v)",
-                            verdict)
+        return self._record(pair_id, session, "single", "INSERT INTO votes (pair_id, voted_at, session, system, "
+                            "query_item, match_item, verdict, flag) VALUES (:p, :t, :s, :sa, :q, :ma, :v, :f)",
+                            verdict, flag)
 
-    def duel(self, pair_id: str, session: str, winner: str) -> Pair:
+    def duel(self, pair_id: str, session: str, winner: str, *, flag: str | None = None) -> Pair:
         """Record which of two systems' matches is better for an issued duel."""
         if winner not in ("a", "b"):
             raise VoteError("winner must be 'a' or 'b'", 422)
-        return self._record(pair_id, session, "duel",
-                            "INSERT INTO duels VALUES (:p, :t, :s, :q, :sa, :ma, :sb, :mb, :v)", winner)
+        return self._record(pair_id, session, "duel", "INSERT INTO duels (pair_id, voted_at, session, query_item, "
+                            "system_a, match_a, system_b, match_b, winner, flag) VALUES (:p, :t, :s, :q, :sa, :ma, "
+                            ":sb, :mb, :v, :f)", winner, flag)
 
-    def _record(self, pair_id: str, session: str, kind: str, insert: str, value: str) -> Pair:
+    def _record(self, pair_id: str, session: str, kind: str, insert: str, value: str, flag: str | None) -> Pair:
         """Claim the pair and insert its vote in one transaction: both happen, or neither."""
         with self.engine.begin() as conn:
             pair = self._claim(conn, pair_id, session, kind)
             conn.execute(sa.text(insert), {"p": pair.id, "t": time.time(), "s": session, "q": pair.query_item,
                                            "sa": pair.system_a, "ma": pair.match_a, "sb": pair.system_b,
-                                           "mb": pair.match_b, "v": value})
+                                           "mb": pair.match_b, "v": value, "f": flag})
         return pair
 
     # -- reading -----------------------------------------------------------------------------
-    def tallies(self) -> dict[str, tuple[int, int]]:
-        """``{system: (dope votes, all votes)}``."""
+    def tallies(self, *, flagged: bool = False) -> dict[str, tuple[int, int]]:
+        """``{system: (dope votes, all votes)}`` of the unflagged votes (``flagged``: of the flagged ones)."""
+        where = "flag IS NOT NULL" if flagged else "flag IS NULL"
         with self.engine.connect() as conn:
             rows = conn.execute(sa.text("SELECT system, SUM(CASE WHEN verdict = 'dope' THEN 1 ELSE 0 END), COUNT(*) "
-                                        "FROM votes GROUP BY system")).all()
+                                        f"FROM votes WHERE {where} GROUP BY system")).all()
         return {r[0]: (int(r[1]), int(r[2])) for r in rows}
 
-    def duel_outcomes(self) -> list[tuple[str, str, str]]:
-        """``[(system_a, system_b, winner)]`` of every duel."""
+    def duel_outcomes(self, *, flagged: bool = False) -> list[tuple[str, str, str]]:
+        """``[(system_a, system_b, winner)]`` of every unflagged duel (``flagged``: of the flagged ones)."""
+        where = "flag IS NOT NULL" if flagged else "flag IS NULL"
         with self.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(sa.text("SELECT system_a, system_b, winner FROM duels"))]
+            return [tuple(r) for r in conn.execute(sa.text(f"SELECT system_a, system_b, winner FROM duels "
+                                                           f"WHERE {where}"))]
+
+    def flag_counts(self) -> dict[str, int]:
+        """``{flag: votes and duels}`` left out of the published leaderboard."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT flag, COUNT(*) FROM (SELECT flag FROM votes UNION ALL SELECT flag "
+                                        "FROM duels) f WHERE flag IS NOT NULL GROUP BY flag")).all()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def revision(self) -> tuple[int, int]:
+        """Changes whenever a vote or duel is recorded (keys caches of the leaderboard)."""
+        with self.engine.connect() as conn:
+            return (int(conn.execute(sa.text("SELECT COUNT(*) FROM votes")).scalar()),
+                    int(conn.execute(sa.text("SELECT COUNT(*) FROM duels")).scalar()))
 
     def count_votes(self) -> int:
         with self.engine.connect() as conn:
@@ -231,10 +263,10 @@ class VoteStore:
     def iter_votes(self, session_as: Callable[[str], str] | None = None) -> Iterator[dict[str, Any]]:
         """Every vote, oldest first; ``session_as`` replaces session ids (e.g. by pseudonyms for the public)."""
         with self.engine.connect() as conn:
-            for kind, sql in (("single", "SELECT pair_id, voted_at, session, system, query_item, match_item, verdict "
-                                         "FROM votes ORDER BY voted_at"),
+            for kind, sql in (("single", "SELECT pair_id, voted_at, session, system, query_item, match_item, verdict, "
+                                         "flag FROM votes ORDER BY voted_at"),
                               ("duel", "SELECT pair_id, voted_at, session, system_a, match_a, system_b, match_b, "
-                                       "query_item, winner FROM duels ORDER BY voted_at")):
+                                       "query_item, winner, flag FROM duels ORDER BY voted_at")):
                 for row in conn.execute(sa.text(sql)):
                     vote = {"kind": kind, **row._asdict()}
                     if session_as is not None:
@@ -246,7 +278,7 @@ class VoteStore:
 
     def export_csv(self, session_as: Callable[[str], str] | None = None) -> str:
         fields = ["kind", "pair_id", "voted_at", "session", "query_item", "system", "match_item", "verdict",
-                  "system_a", "match_a", "system_b", "match_b", "winner"]
+                  "system_a", "match_a", "system_b", "match_b", "winner", "flag"]
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()

@@ -215,6 +215,8 @@ async function initLeaderboard() {
   };
   fill("approval", data.approval, (r) => [r.system, r.votes, r.dope, r.votes ? pct(r.rate) : "–", r.votes ? `${pct(r.ci_low)} – ${pct(r.ci_high)}` : "–"]);
   fill("duels", data.duels, (r) => [r.system, r.duels, r.wins, r.strength.toFixed(2), `${r.ci_low.toFixed(2)} – ${r.ci_high.toFixed(2)}`]);
+  const left = Object.entries(data.left_out || {}).map(([flag, n]) => `${n} ${flag}`).join(", ");
+  $("left-out").textContent = left ? `Left out of this leaderboard (kept in the data): ${left} votes.` : "";
 }
 
 // ---------------------------------------------------------------- map
