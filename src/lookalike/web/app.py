@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, Response, UploadFile
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
@@ -71,6 +73,22 @@ class Settings:
     queue: int = 8  # requests that may wait for a worker; beyond that, 503 with Retry-After
     api_docs: bool = False  # /docs and /redoc load Swagger UI / ReDoc from a CDN: off unless asked for
     admin_token: str | None = None  # the full vote export (with session ids); default $LOOKALIKE_ADMIN_TOKEN
+
+
+class ErrorOut(BaseModel):
+    """Every error: one message that says what was wrong."""
+
+    detail: str
+
+
+#: The errors any route may answer with, documented once for the whole API (same body for all).
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": text} for code, text in (
+        (400, "bad request"), (403, "not allowed (forged, stolen or foreign token; wrong admin token)"),
+        (404, "no such item, model or map"), (409, "not possible in this state (e.g. no features yet)"),
+        (410, "the pair expired"), (413, "the body is too large"),
+        (422, "invalid input: parameters, image, box"), (429, "too many requests; slow down"),
+        (503, "the server is busy (Retry-After)"))}
 
 
 class VoteIn(BaseModel):
@@ -191,7 +209,7 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
         state.votes.close()
 
     docs = {} if state.settings.api_docs else {"docs_url": None, "redoc_url": None}  # Swagger UI needs a CDN
-    app = FastAPI(title="Lookalike", version="1", lifespan=lifespan, **docs, description="Visual item search: search by photo, the "
+    app = FastAPI(title="Lookalike", version="1", lifespan=lifespan, responses=ERRORS, **docs, description="Visual item search: search by photo, the "
                   "catalogue map, and the Dope-or-Nope game that ranks search systems from people's votes.")
     app.state.lookalike = state
     # every body is limited, refused with 413 before it is read (uploads: the photo plus the form fields)
@@ -207,6 +225,18 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
         if isinstance(exc, FeatureStoreError):
             status = 409
         return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for error in exc.errors():
+            where = ".".join(str(x) for x in error.get("loc", ()) if x not in ("body", "query", "path", "form"))
+            parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg", "invalid")))
+        return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(PoolFull)
     async def pool_full(_request: Request, exc: PoolFull) -> JSONResponse:
@@ -323,7 +353,8 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
         img.save(buffer, format="PNG")
         return buffer.getvalue()
 
-    @app.get("/items/{item_id:path}/image", summary="An item's image (cropped to its box), as a thumbnail")
+    @app.get("/items/{item_id:path}/image", summary="An item's image (cropped to its box), as a thumbnail",
+             response_class=Response, responses={200: {"content": {"image/png": {}}, "description": "PNG"}})
     async def item_image(item_id: str, full: bool = False) -> Response:
         data = await state.pool.run(thumbnail_png, item_id, full)
         return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
@@ -433,7 +464,8 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
             raise HTTPException(422, f"bootstrap must be at most {state.settings.max_bootstrap}, got {bootstrap}")
         return state.leaderboards.get(state.votes, state.systems, bootstrap)
 
-    @app.get("/api/leaderboard.svg", summary="Approval of each system with its 95% interval, as a picture")
+    @app.get("/api/leaderboard.svg", summary="Approval of each system with its 95% interval, as a picture",
+             response_class=Response, responses={200: {"content": {"image/svg+xml": {}}, "description": "SVG"}})
     def leaderboard_svg() -> Response:
         board = state.leaderboards.get(state.votes, state.systems, 0)
         return Response(approval_svg(board["approval"]), media_type="image/svg+xml",
@@ -442,17 +474,20 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
     def public_session(session: str) -> str:  # the same player keeps one pseudonym; ids stay secret
         return state.sessions.sign(session).rsplit(".", 1)[1][:12]
 
-    @app.get("/api/votes.csv", summary="Every raw vote as CSV (sessions as pseudonyms)")
+    @app.get("/api/votes.csv", summary="Every raw vote as CSV (sessions as pseudonyms)",
+             response_class=Response, responses={200: {"content": {"text/csv": {}}, "description": "CSV"}})
     def votes_csv() -> PlainTextResponse:
         return PlainTextResponse(state.votes.export_csv(public_session), media_type="text/csv",
                                  headers={"Content-Disposition": "attachment; filename=votes.csv"})
 
-    @app.get("/api/votes.jsonl", summary="Every raw vote as JSON lines (sessions as pseudonyms)")
+    @app.get("/api/votes.jsonl", summary="Every raw vote as JSON lines (sessions as pseudonyms)",
+             response_class=Response, responses={200: {"content": {"application/x-ndjson": {}}, "description": "JSON lines"}})
     def votes_jsonl() -> PlainTextResponse:
         return PlainTextResponse(state.votes.export_jsonl(public_session), media_type="application/x-ndjson",
                                  headers={"Content-Disposition": "attachment; filename=votes.jsonl"})
 
-    @app.get("/api/admin/votes.jsonl", summary="Every raw vote with session ids (Authorization: Bearer TOKEN)")
+    @app.get("/api/admin/votes.jsonl", summary="Every raw vote with session ids (Authorization: Bearer TOKEN)",
+             response_class=Response, responses={200: {"content": {"application/x-ndjson": {}}, "description": "JSON lines"}})
     def admin_votes(request: Request) -> PlainTextResponse:
         token = state.settings.admin_token or os.environ.get("LOOKALIKE_ADMIN_TOKEN")
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
@@ -470,7 +505,8 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
 
         return load_map(workspace, model)
 
-    @app.get("/api/map/{model}/atlas.png", summary="The map's thumbnail atlas")
+    @app.get("/api/map/{model}/atlas.png", summary="The map's thumbnail atlas",
+             response_class=Response, responses={200: {"content": {"image/png": {}}, "description": "PNG"}})
     def map_atlas(model: str) -> Response:
         from ..mapping import map_file
 

@@ -83,3 +83,69 @@ def run_load(base_url: str, *, players: int = 8, seconds: float = 10.0, seed: in
         t.join()
     result.seconds = time.monotonic() - started
     return result
+
+
+def play_honest(base_url: str, *, players: int, votes_each: int, seed: int = 0, proxy_header: str = "X-Forwarded-For"
+                ) -> int:
+    """Honest players, each from an address of its own (through a trusted proxy header) with one session:
+    dope when the match has the query's category, nope otherwise. Returns the votes accepted."""
+    import httpx2 as httpx
+
+    accepted = 0
+    for n in range(players):
+        headers = {proxy_header: f"10.{seed % 250}.{n // 250}.{n % 250 + 1}"}
+        with httpx.Client(base_url=base_url, timeout=60, headers=headers) as client:
+            for _ in range(votes_each):
+                pair = client.get("/api/game/pair")
+                if pair.status_code != 200:
+                    continue
+                body = pair.json()
+                verdict = "dope" if body["query"]["category"] == body["match"]["category"] else "nope"
+                accepted += client.post("/api/game/vote", json={"token": body["token"],
+                                                               "verdict": verdict}).status_code == 200
+    return accepted
+
+
+@dataclass
+class AttackResult:
+    seconds: float
+    attempts: int = 0
+    accepted: int = 0
+    refused: dict[int, int] = field(default_factory=dict)
+    pinned: int = 0  # pairs whose hidden system the public search narrowed to one
+
+    def summary(self) -> dict:
+        return {"seconds": round(self.seconds, 1), "attempts": self.attempts, "accepted": self.accepted,
+                "refused": self.refused, "system_pinned_to_one": self.pinned}
+
+
+def steering_attack(base_url: str, target: str, *, seconds: float = 30.0, address: str = "198.51.100.66",
+                    proxy_header: str = "X-Forwarded-For") -> AttackResult:
+    """The attack of issue 15: for every vote a new session from one address; the pair's query is looked up in
+    public search under every system, and the vote is dope when ``target`` could have made the shown match,
+    nope otherwise."""
+    import httpx2 as httpx
+
+    result = AttackResult(seconds)
+    stop = time.monotonic() + seconds
+    with httpx.Client(base_url=base_url, timeout=60, headers={proxy_header: address}) as client:
+        systems = client.get("/api/systems").json()["systems"]
+        while time.monotonic() < stop:
+            client.cookies.clear()  # a new session per vote costs nothing
+            result.attempts += 1
+            pair = client.get("/api/game/pair")
+            if pair.status_code != 200:
+                result.refused[pair.status_code] = result.refused.get(pair.status_code, 0) + 1
+                continue
+            body = pair.json()
+            candidates = [s for s in systems if client.get("/api/search/item", params={
+                "item_id": body["query"]["item_id"], "system": s, "k": 1}).json()["results"][0]["item_id"]
+                == body["match"]["item_id"]]
+            result.pinned += len(candidates) == 1
+            verdict = "dope" if target in candidates else "nope"
+            vote = client.post("/api/game/vote", json={"token": body["token"], "verdict": verdict})
+            if vote.status_code == 200:
+                result.accepted += 1
+            else:
+                result.refused[vote.status_code] = result.refused.get(vote.status_code, 0) + 1
+    return result
