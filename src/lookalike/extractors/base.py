@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 import os
+import threading
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -79,6 +80,11 @@ def file_sha256(path: Path) -> str:
                 digest.update(block)
         _CHECKSUMS[key] = digest.hexdigest()
     return _CHECKSUMS[key]
+
+
+#: Held while a model is exported or its ONNX Runtime session made: torch.onnx.export is not thread-safe, and
+#: each session is made once. (Running a session is thread-safe: searches run in parallel.)
+SESSION_LOCK = threading.RLock()
 
 
 def cache_dir() -> Path:
@@ -196,12 +202,14 @@ class Extractor(ABC):
         return path
 
     def session(self) -> onnxruntime.InferenceSession:
-        """The ONNX Runtime session, exporting the model on first use."""
+        """The ONNX Runtime session, exporting the model on first use (once, whatever the threads)."""
         if self._session is None:
-            path = self.onnx_path()
-            if not path.is_file():
-                self.export_onnx(path)
-            self._session = ort_session(path)
+            with SESSION_LOCK:
+                if self._session is None:
+                    path = self.onnx_path()
+                    if not path.is_file():
+                        self.export_onnx(path)
+                    self._session = ort_session(path)
         return self._session
 
     def embed_arrays(self, batch: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError
-from .base import Extractor, ExtractorConfig, file_sha256, ort_session
+from .base import SESSION_LOCK, Extractor, ExtractorConfig, file_sha256, ort_session
 from .registry import EXTRACTORS, create_extractor
 
 if TYPE_CHECKING:
@@ -57,7 +57,9 @@ class QuantizedExtractor(Extractor):
 
     def session(self):
         if self._session is None:
-            self._session = ort_session(self.onnx_path())
+            with SESSION_LOCK:
+                if self._session is None:
+                    self._session = ort_session(self.onnx_path())
         return self._session
 
     def preprocess(self, img) -> np.ndarray:

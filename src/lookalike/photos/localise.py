@@ -108,9 +108,11 @@ class Localiser(ABC):
 
     def _session_for(self, path: Path):
         if self._session is None:
-            from ..extractors.base import ort_session
+            from ..extractors.base import SESSION_LOCK, ort_session
 
-            self._session = ort_session(path)
+            with SESSION_LOCK:
+                if self._session is None:
+                    self._session = ort_session(path)
         return self._session
 
     @abstractmethod
@@ -190,10 +192,14 @@ class ActivationLocaliser(Localiser):
         return cache_dir() / "onnx" / f"localiser-{self.variant}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.onnx"
 
     def session(self):
+        from ..extractors.base import SESSION_LOCK
+
         path = self._onnx_path()
-        if self._session is None and not path.is_file():
-            module, _ = _localiser_module(self.variant, self.input_size)
-            _export(module, path, self.input_size, ["mid", "head"])
+        if self._session is None:
+            with SESSION_LOCK:  # one export, whatever the threads
+                if not path.is_file():
+                    module, _ = _localiser_module(self.variant, self.input_size)
+                    _export(module, path, self.input_size, ["mid", "head"])
         return self._session_for(path)
 
     def _probability(self, batch: np.ndarray) -> np.ndarray:

@@ -149,3 +149,116 @@ def steering_attack(base_url: str, target: str, *, seconds: float = 30.0, addres
             else:
                 result.refused[vote.status_code] = result.refused.get(vote.status_code, 0) + 1
     return result
+
+
+@dataclass
+class MixedResult:
+    seconds: float
+    statuses: dict[str, dict[int, int]] = field(default_factory=dict)  # route -> status -> count
+    accepted: list[str] = field(default_factory=list)  # pair ids of accepted votes and duels
+    trivial_ms: list[float] = field(default_factory=list)
+    upload_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def server_errors(self) -> int:
+        return sum(n for codes in self.statuses.values() for code, n in codes.items() if code >= 500 and code != 503)
+
+    def summary(self) -> dict:
+        pct = (lambda v, q: round(float(np.percentile(v, q)), 1) if v else None)
+        return {"seconds": round(self.seconds, 1), "statuses": self.statuses, "accepted_votes": len(self.accepted),
+                "server_errors_5xx": self.server_errors(), "client_errors": len(self.errors),
+                "trivial_get_ms": {"count": len(self.trivial_ms), "p50": pct(self.trivial_ms, 50),
+                                   "p95": pct(self.trivial_ms, 95), "max": pct(self.trivial_ms, 100)},
+                "upload_ms": {"count": len(self.upload_ms), "p50": pct(self.upload_ms, 50),
+                              "p95": pct(self.upload_ms, 95)}}
+
+
+def run_mixed_load(base_url: str, *, seconds: float = 20.0, uploads: int = 4, players: int = 4, duelists: int = 2,
+                   readers: int = 1, upload: bytes = b"", proxy_header: str = "X-Forwarded-For") -> MixedResult:
+    """Uploads, game players, duelists and leaderboard readers at once (each its own address), while a
+    trivial route is timed every 50 ms. A 503 (pool full) is an answer, not an error: the client waits
+    Retry-After."""
+    import httpx2 as httpx
+
+    result = MixedResult(seconds)
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def note(route: str, status: int) -> None:
+        with lock:
+            codes = result.statuses.setdefault(route, {})
+            codes[status] = codes.get(status, 0) + 1
+
+    def client(n: int) -> httpx.Client:
+        return httpx.Client(base_url=base_url, timeout=120, headers={proxy_header: f"10.9.{n // 250}.{n % 250 + 1}"})
+
+    def guarded(work):
+        def run(n: int) -> None:
+            with client(n) as c:
+                while time.monotonic() < stop:
+                    try:
+                        work(c)
+                    except Exception as exc:  # noqa: BLE001 - a load test counts failures, it does not stop
+                        with lock:
+                            result.errors.append(repr(exc))
+        return run
+
+    def do_upload(c) -> None:
+        t0 = time.perf_counter()
+        r = c.post("/api/search", files={"file": ("p.png", upload, "image/png")}, data={"box": "auto"})
+        note("POST /api/search", r.status_code)
+        if r.status_code == 200:
+            with lock:
+                result.upload_ms.append(1000 * (time.perf_counter() - t0))
+        elif r.status_code == 503:
+            time.sleep(float(r.headers.get("retry-after", "1")))
+
+    def do_vote(c) -> None:
+        r = c.get("/api/game/pair")
+        note("GET /api/game/pair", r.status_code)
+        if r.status_code != 200:
+            time.sleep(0.5)
+            return
+        token = r.json()["token"]
+        v = c.post("/api/game/vote", json={"token": token, "verdict": random.choice(["dope", "nope"])})
+        note("POST /api/game/vote", v.status_code)
+        if v.status_code == 200:
+            with lock:
+                result.accepted.append(token.rsplit(".", 1)[0])
+
+    def do_duel(c) -> None:
+        r = c.get("/api/duel/pair")
+        note("GET /api/duel/pair", r.status_code)
+        if r.status_code != 200:
+            time.sleep(0.5)
+            return
+        token = r.json()["token"]
+        v = c.post("/api/duel/vote", json={"token": token, "winner": random.choice("ab")})
+        note("POST /api/duel/vote", v.status_code)
+        if v.status_code == 200:
+            with lock:
+                result.accepted.append(token.rsplit(".", 1)[0])
+
+    def do_read(c) -> None:
+        note("GET /api/leaderboard", c.get("/api/leaderboard", params={"bootstrap": 200}).status_code)
+        note("GET /api/leaderboard.svg", c.get("/api/leaderboard.svg").status_code)
+
+    jobs = [(do_upload, uploads), (do_vote, players), (do_duel, duelists), (do_read, readers)]
+    threads, n = [], 0
+    for work, count in jobs:
+        for _ in range(count if (work is not do_upload or upload) else 0):
+            threads.append(threading.Thread(target=guarded(work), args=(n,)))
+            n += 1
+    for t in threads:
+        t.start()
+    with client(n) as c:
+        time.sleep(0.5)
+        while time.monotonic() < stop:
+            t0 = time.perf_counter()
+            r = c.get("/api/systems")
+            note("GET /api/systems", r.status_code)
+            result.trivial_ms.append(1000 * (time.perf_counter() - t0))
+            time.sleep(0.05)
+    for t in threads:
+        t.join()
+    return result
