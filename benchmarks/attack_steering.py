@@ -17,28 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import tempfile
-import threading
-import time
 from pathlib import Path
-
-
-def serve(ws, settings):
-    import uvicorn
-
-    from lookalike.web import create_app
-
-    app = create_app(ws, settings)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    return server, thread, f"http://127.0.0.1:{port}"
 
 
 def board(base: str) -> dict:
@@ -63,8 +43,8 @@ def main() -> None:
     from lookalike.demo import BUNDLED_SAMPLE
     from lookalike.extractors import create_extractor
     from lookalike.features import extract_features
-    from lookalike.web import Settings
-    from lookalike.web.loadtest import play_honest, steering_attack
+    from lookalike.web import Settings, create_app
+    from lookalike.web.loadtest import play_honest, serve_in_thread, steering_attack
     from lookalike.workspace import Workspace
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -86,14 +66,12 @@ def main() -> None:
                                      proxy_header="X-Forwarded-For", flag_lookups=False,
                                      address_votes_per_minute=1e9, address_vote_burst=10**9, pair_burst=10**9,
                                      vote_burst=10**9))):
-        server, thread, base = serve(ws, settings)
-        honest = play_honest(base, players=args.players, votes_each=args.votes_each)
-        before = board(base)
-        target = max(before["rows"], key=lambda s: before["rows"][s]["rank"])
-        attack = steering_attack(base, target, seconds=args.seconds)
-        after = board(base)
-        server.should_exit = True
-        thread.join(10)
+        with serve_in_thread(create_app(ws, settings)) as base:
+            honest = play_honest(base, players=args.players, votes_each=args.votes_each)
+            before = board(base)
+            target = max(before["rows"], key=lambda s: before["rows"][s]["rank"])
+            attack = steering_attack(base, target, seconds=args.seconds)
+            after = board(base)
         results[name] = {"honest_votes": honest, "target": target, "attack": attack.summary(),
                          "before": before, "after": after, **compare(before, after)}
         print(name, json.dumps({k: v for k, v in results[name].items() if k not in ("before", "after")}), flush=True)

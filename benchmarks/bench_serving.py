@@ -17,10 +17,7 @@ import argparse
 import io
 import json
 import os
-import socket
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 from PIL import Image
@@ -49,10 +46,9 @@ def workspace(root: Path | None, models: list[str]):
 
 def main() -> None:
     import sqlalchemy as sa
-    import uvicorn
 
     from lookalike.web import Settings, create_app
-    from lookalike.web.loadtest import run_mixed_load
+    from lookalike.web.loadtest import run_mixed_load, serve_in_thread
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-w", "--workspace", type=Path, default=None)
@@ -69,27 +65,17 @@ def main() -> None:
     settings = Settings(secret="bench", proxy_header="X-Forwarded-For",
                         db_url=f"sqlite:///{Path(tempfile.mkdtemp()) / 'votes.sqlite'}")
     app = create_app(ws, settings)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    base = f"http://127.0.0.1:{port}"
     png = big_png()
     import httpx2 as httpx
 
-    with httpx.Client(base_url=base, timeout=120) as client:  # warm-up: models, indexes, localiser loaded
-        client.post("/api/search", files={"file": ("p.png", png, "image/png")}, data={"box": "auto",
-                                                                                     "system": f"{args.model}/l2"})
-        for system in app.state.lookalike.systems:
-            client.get("/api/search/item", params={"item_id": ws.catalogue.ids()[0], "system": system})
-    result = run_mixed_load(base, seconds=args.seconds, uploads=args.uploads, players=args.players,
-                            duelists=args.duelists, readers=args.readers, upload=png)
-    server.should_exit = True
-    thread.join(10)
+    with serve_in_thread(app) as base:
+        with httpx.Client(base_url=base, timeout=120) as client:  # warm-up: models, indexes, localiser loaded
+            client.post("/api/search", files={"file": ("p.png", png, "image/png")},
+                        data={"box": "auto", "system": f"{args.model}/l2"})
+            for system in app.state.lookalike.systems:
+                client.get("/api/search/item", params={"item_id": ws.catalogue.ids()[0], "system": system})
+        result = run_mixed_load(base, seconds=args.seconds, uploads=args.uploads, players=args.players,
+                                duelists=args.duelists, readers=args.readers, upload=png)
     store = app.state.lookalike.votes
     with store.engine.connect() as conn:
         stored = {r[0] for r in conn.execute(sa.text("SELECT pair_id FROM votes UNION ALL SELECT pair_id FROM duels"))}

@@ -12,21 +12,17 @@ import argparse
 import json
 import os
 import platform
-import socket
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import sqlalchemy as sa
-import uvicorn
 
 from lookalike.catalogue import import_catalogue
 from lookalike.demo import BUNDLED_SAMPLE
 from lookalike.extractors import create_extractor
 from lookalike.features import extract_features
 from lookalike.web import Settings, create_app
-from lookalike.web.loadtest import run_load
+from lookalike.web.loadtest import run_load, serve_in_thread
 from lookalike.workspace import Workspace
 
 
@@ -41,29 +37,21 @@ def main() -> None:
     ws = Workspace(Path(tempfile.mkdtemp(prefix="lookalike-bench-votes-")) / "ws")
     import_catalogue(ws.catalogue, "fashion-mnist", BUNDLED_SAMPLE, image_dir=ws.images_dir)
     extract_features(ws.catalogue, create_extractor("pixels"), ws.feature_store("pixels"), progress=False)
-    app = create_app(ws, Settings(db_url=args.db, secret="bench", votes_per_second=1e6, vote_burst=10**6))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
+    app = create_app(ws, Settings(db_url=args.db, secret="bench", votes_per_second=1e6, vote_burst=10**6,
+                                  address_vote_burst=10**9, pair_burst=10**9))  # one address: limits off
     store = app.state.lookalike.votes
     rows = []
-    for players in [int(p) for p in args.players.split(",")]:
-        before = store.count_votes()
-        result = run_load(f"http://127.0.0.1:{port}", players=players, seconds=args.seconds)
-        with store.engine.connect() as conn:
-            stored = [r[0] for r in conn.execute(sa.text("SELECT pair_id FROM votes"))]
-        exactly_once = (len(stored) - before == len(result.accepted) and set(result.accepted) <= set(stored)
-                        and len(set(stored)) == len(stored))
-        row = {**result.summary(), "stored_exactly_once": exactly_once}
-        print(row, flush=True)
-        rows.append(row)
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app) as base:
+        for players in [int(p) for p in args.players.split(",")]:
+            before = store.count_votes()
+            result = run_load(base, players=players, seconds=args.seconds)
+            with store.engine.connect() as conn:
+                stored = [r[0] for r in conn.execute(sa.text("SELECT pair_id FROM votes"))]
+            exactly_once = (len(stored) - before == len(result.accepted) and set(result.accepted) <= set(stored)
+                            and len(set(stored)) == len(stored))
+            row = {**result.summary(), "stored_exactly_once": exactly_once}
+            print(row, flush=True)
+            rows.append(row)
     out = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
            "db": "sqlite (WAL)" if args.db is None else args.db.split("://")[0], "server": "uvicorn, 1 process",
            "catalogue": len(ws.catalogue), "systems": app.state.lookalike.systems, "rows": rows}

@@ -36,10 +36,7 @@ def test_mixed_load_no_5xx_no_lost_votes(tmp_path):
     """Uploads of a huge PNG, players, duelists and leaderboard readers at once: no 5xx, every accepted vote
     stored once, and the trivial route answered throughout (its latency is a benchmark: bench_serving.py)."""
     import io
-    import threading
-    import time
 
-    import uvicorn
     from PIL import Image
 
     from lookalike.catalogue import import_catalogue
@@ -47,28 +44,18 @@ def test_mixed_load_no_5xx_no_lost_votes(tmp_path):
     from lookalike.extractors import create_extractor
     from lookalike.features import extract_features
     from lookalike.web import Settings, create_app
-    from lookalike.web.loadtest import run_mixed_load
+    from lookalike.web.loadtest import run_mixed_load, serve_in_thread
     from lookalike.workspace import Workspace
-    from tests.conftest import free_port
 
     ws = Workspace(tmp_path / "ws")
     import_catalogue(ws.catalogue, "fashion-mnist", BUNDLED_SAMPLE, limit=200, image_dir=ws.images_dir)
     extract_features(ws.catalogue, create_extractor("pixels"), ws.feature_store("pixels"), progress=False)
     app = create_app(ws, Settings(secret="load", proxy_header="X-Forwarded-For", workers=2, queue=2))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
     buffer = io.BytesIO()
     Image.new("RGBA", (4000, 4000), (10, 200, 30, 128)).save(buffer, "PNG")
-    try:
-        result = run_mixed_load(f"http://127.0.0.1:{port}", seconds=15, uploads=3, players=3, duelists=2,
-                                readers=1, upload=buffer.getvalue())
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serve_in_thread(app) as base:
+        result = run_mixed_load(base, seconds=15, uploads=3, players=3, duelists=2, readers=1,
+                                upload=buffer.getvalue())
     print(result.summary())
     assert not result.errors, result.errors[:3]
     assert result.server_errors() == 0, result.statuses

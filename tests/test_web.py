@@ -342,9 +342,8 @@ def test_searches_run_in_a_bounded_pool_off_the_event_loop(ws, tmp_path):
     import time
 
     import httpx2 as httpx
-    import uvicorn
 
-    from tests.conftest import free_port
+    from lookalike.web.loadtest import serve_in_thread
 
     app = create_app(ws, Settings(db_url=f"sqlite:///{tmp_path / 'votes.sqlite'}", secret="pool", workers=1,
                                   queue=1))
@@ -358,44 +357,35 @@ def test_searches_run_in_a_bounded_pool_off_the_event_loop(ws, tmp_path):
         return real(*args, **kwargs)
 
     engine.search_image = held_search
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 20
-        while not server.started and time.time() < deadline:
-            time.sleep(0.05)
-        results: dict[int, httpx.Response] = {}
+    with serve_in_thread(app) as base:
+        try:
+            results: dict[int, httpx.Response] = {}
 
-        def search(n: int) -> None:
-            results[n] = httpx.post(f"{base}/api/search", files={"file": ("p.png", png_bytes(), "image/png")},
-                                    data={"box": "none"}, timeout=60)
+            def search(n: int) -> None:
+                results[n] = httpx.post(f"{base}/api/search", files={"file": ("p.png", png_bytes(), "image/png")},
+                                        data={"box": "none"}, timeout=60)
 
-        first = threading.Thread(target=search, args=(1,))
-        first.start()
-        assert entered.acquire(timeout=20)  # the only worker is held
-        second = threading.Thread(target=search, args=(2,))
-        second.start()
-        deadline = time.time() + 10
-        while app.state.lookalike.pool.busy < 2 and time.time() < deadline:
-            time.sleep(0.02)
-        assert app.state.lookalike.pool.busy == 2  # one running, one queued
-        refused = httpx.post(f"{base}/api/search", files={"file": ("p.png", png_bytes(), "image/png")}, timeout=10)
-        assert refused.status_code == 503 and refused.headers["retry-after"] == "2"
-        assert "busy" in refused.json()["detail"]
-        assert httpx.get(f"{base}/api/systems", timeout=5).status_code == 200  # not behind the searches
-        assert httpx.get(f"{base}/api/leaderboard?bootstrap=0", timeout=5).status_code == 200
-        release.set()
-        first.join(30)
-        second.join(30)
-        assert results[1].status_code == results[2].status_code == 200
-        assert len(results[1].json()["results"]) == 12
-    finally:
-        release.set()
-        server.should_exit = True
-        thread.join(timeout=10)
+            first = threading.Thread(target=search, args=(1,))
+            first.start()
+            assert entered.acquire(timeout=20)  # the only worker is held
+            second = threading.Thread(target=search, args=(2,))
+            second.start()
+            deadline = time.time() + 10
+            while app.state.lookalike.pool.busy < 2 and time.time() < deadline:
+                time.sleep(0.02)
+            assert app.state.lookalike.pool.busy == 2  # one running, one queued
+            refused = httpx.post(f"{base}/api/search", files={"file": ("p.png", png_bytes(), "image/png")}, timeout=10)
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "2"
+            assert "busy" in refused.json()["detail"]
+            assert httpx.get(f"{base}/api/systems", timeout=5).status_code == 200  # not behind the searches
+            assert httpx.get(f"{base}/api/leaderboard?bootstrap=0", timeout=5).status_code == 200
+            release.set()
+            first.join(30)
+            second.join(30)
+            assert results[1].status_code == results[2].status_code == 200
+            assert len(results[1].json()["results"]) == 12
+        finally:
+            release.set()
 
 
 def test_pool_settings_are_checked(ws, tmp_path):

@@ -119,16 +119,10 @@ def remove_items(workspace: Workspace, item_ids: list[str], *, log: Callable[[st
     Unknown ids are named and nothing changes. The catalogue goes last: if the run is interrupted, running
     it again finishes the job.
     """
-    wanted = list(dict.fromkeys(item_ids))
-    if not wanted:
+    if not item_ids:
         raise ConfigError("no item ids to remove")
     catalogue = workspace.catalogue
-    found = catalogue.get_many(wanted)
-    missing = [i for i in wanted if i not in found]
-    if missing:
-        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-        raise ItemNotFoundError(f"not in the catalogue: {', '.join(map(repr, missing[:10]))}{more}; "
-                                "nothing was removed")
+    wanted = catalogue.check_known(item_ids, "nothing was removed")
     summary = RemoveSummary(0)
     engine = SearchEngine(workspace)
     for model in workspace.extracted_models():

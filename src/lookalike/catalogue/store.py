@@ -143,18 +143,23 @@ class Catalogue:
 
     def remove(self, item_ids: Iterable[str]) -> int:
         """Delete these items; an unknown id is an error that names it, and then nothing is deleted."""
+        wanted = self.check_known(item_ids, "nothing was removed")
+        with self._conn:
+            for start in range(0, len(wanted), 500):
+                part = wanted[start : start + 500]
+                self._conn.execute(f"DELETE FROM items WHERE id IN ({','.join('?' * len(part))})", part)
+        return len(wanted)
+
+    def check_known(self, item_ids: Iterable[str], consequence: str) -> list[str]:
+        """The ids, each once, in order; an error naming the unknown ones (and ``consequence``) if any."""
         wanted = list(dict.fromkeys(item_ids))
         found = self.get_many(wanted)
         missing = [i for i in wanted if i not in found]
         if missing:
             more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
             raise ItemNotFoundError(f"not in the catalogue: {', '.join(map(repr, missing[:10]))}{more}; "
-                                    "nothing was removed")
-        with self._conn:
-            for start in range(0, len(wanted), 500):
-                part = wanted[start : start + 500]
-                self._conn.execute(f"DELETE FROM items WHERE id IN ({','.join('?' * len(part))})", part)
-        return len(wanted)
+                                    f"{consequence}")
+        return wanted
 
     def image_keys(self) -> dict[str, str]:
         """Item id -> content key (image content hash and box, as last imported); see ``image_key``."""
