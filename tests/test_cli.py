@@ -138,6 +138,9 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert "IoU" in out or "no item found" in out
     assert (tmp_path / "demo" / "demo-photo" / "search.png").is_file()
     assert (tmp_path / "demo" / "localiser" / "localiser.onnx").is_file()
+    assert out.count("recall@10 1.000 vs exact") == 2 * 3  # exact indexes, measured
+    assert "'similar items' feed: wrote the 5 nearest items of 150 items" in out
+    assert len((tmp_path / "demo" / "demo-neighbours.jsonl").read_text().splitlines()) == 150
 
 
 def test_evaluate_command(ws, capsys):

@@ -41,12 +41,20 @@ def run_demo(workspace: Workspace, *, limit: int = 5000, seed: int = 0, models: 
         for line in result.lines():
             echo(line)
 
-    echo("== 3. build L1 / L2 / Hamming indexes")
+    echo("== 3. build L1 / L2 / Hamming indexes, measured (recall@10 vs exact, latency, memory)")
+    from .index.quality import measure_index
+
     engine = SearchEngine(workspace)
     for model in models:
         for metric in Metric:
             index = engine.build_index(model, metric)
-            echo(f"{model:>20} {metric.value:>8}: {index.index.ntotal} items ({index.meta.backend})")
+            report = measure_index(index, workspace.feature_store(model), queries=200, single=50, seed=seed)
+            echo(f"{model:>20} {report.line()}")
+    from .updates import export_neighbours
+
+    feed = export_neighbours(workspace, models[-1], Metric.L2, k, workspace.root / "demo-neighbours.jsonl",
+                             engine=engine, progress=False)
+    echo(f"'similar items' feed: {feed.line()}")
 
     echo(f"== 4. example searches: {examples} random catalogue items, their {k} nearest items per system")
     ids = workspace.catalogue.ids()
