@@ -108,20 +108,26 @@ class VectorIndex(ABC):
         """False while a backend still needs ``train`` (e.g. IVF's coarse centroids) before ``add``."""
         return True
 
-    def _train(self, vectors: np.ndarray) -> None:  # noqa: B027 - most backends need no training
-        """Learn the backend's structure from a sample (backends that need it override this)."""
+    def _train(self, vectors: np.ndarray, total: int) -> None:  # noqa: B027 - most backends need no training
+        """Learn the backend's structure from a sample of ``total`` vectors (backends that need it override)."""
+
+    def training_size(self, total: int) -> int:
+        """How many vectors (of ``total`` to come) ``train`` wants as its sample (0: no training)."""
+        return 0
 
     # -- the public API ------------------------------------------------------------------------
-    def train(self, vectors: np.ndarray) -> None:
-        """Learn from a representative sample before the first ``add`` (a no-op for exact backends)."""
+    def train(self, vectors: np.ndarray, total: int | None = None) -> None:
+        """Learn from a representative sample of the ``total`` vectors to come before the first ``add`` (a
+        no-op for exact backends); ``training_size(total)`` says how large a sample it wants."""
         if not self.is_trained:
-            self._train(as_matrix(vectors, self.dim))
+            vectors = as_matrix(vectors, self.dim)
+            self._train(vectors, max(total or 0, len(vectors)))
 
     def add(self, vectors: np.ndarray) -> None:
         """Append vectors; they get positions ``ntotal .. ntotal + n - 1``. An untrained index trains on them."""
         vectors = as_matrix(vectors, self.dim)
         if not self.is_trained:
-            self._train(vectors)
+            self._train(vectors, len(vectors))
         self._add(vectors)
 
     @property

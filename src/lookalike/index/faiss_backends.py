@@ -145,13 +145,18 @@ class FaissIVFIndex(_FaissIndex):
         return self._index is not None and bool(self._index.is_trained)
 
     @staticmethod
-    def default_nlist(n: int) -> int:
-        """About 4 sqrt(n) cells, with at least 39 training vectors each (faiss's k-means minimum)."""
-        return max(1, min(int(4 * math.sqrt(n)), n // 39))
+    def default_nlist(total: int) -> int:
+        """About 4 sqrt(n) cells for n vectors, with at least 39 of them a cell (faiss's k-means minimum)."""
+        return max(1, min(int(4 * math.sqrt(total)), total // 39))
 
-    def _train(self, vectors: np.ndarray) -> None:
+    def training_size(self, total: int) -> int:
+        """50 vectors a cell (faiss trains on at most 256 a cell), at least 100,000 when there are that many."""
+        nlist = self.params["nlist"] or self.default_nlist(total)
+        return min(total, max(100_000, 50 * nlist))
+
+    def _train(self, vectors: np.ndarray, total: int) -> None:
         faiss = self._faiss
-        nlist = self.params["nlist"] or self.default_nlist(len(vectors))
+        nlist = self.params["nlist"] or min(self.default_nlist(total), max(1, len(vectors) // 39))
         if nlist > len(vectors):
             from ..errors import ConfigError
 

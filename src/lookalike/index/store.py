@@ -24,7 +24,6 @@ from .registry import INDEXES, create_index
 if TYPE_CHECKING:
     from ..features import FeatureStore
 
-TRAINING_SAMPLE = 100_000  # vectors an index that needs training learns from (seeded sample of the store)
 COMPACT_WHEN_REMOVED = 0.5  # rebuild once half of the positions are removed ones
 
 
@@ -73,7 +72,8 @@ class ItemIndex:
         if len(vectors) == 0:
             raise FeatureStoreError(f"no feature vectors for {model}; run: lookalike extract --model {model}")
         index = create_index(backend, vectors.shape[1], metric, **(params or {}))
-        index.train(_sample(vectors, seed))
+        if not index.is_trained:
+            index.train(_sample(vectors, index.training_size(len(vectors)), seed), total=len(vectors))
         _add_in_chunks(index, vectors, f"index {model} {metric.value}")
         meta = IndexMeta(model, metric.value, backend, int(vectors.shape[1]), len(ids), fingerprint,
                          dict(index.params))
@@ -89,7 +89,8 @@ class ItemIndex:
             raise FeatureStoreError(f"no feature vectors for {model}; run: lookalike extract --model {model}")
         index = create_index(backend, manifest["dim"], metric, **(params or {}))
         if not index.is_trained:
-            index.train(_store_sample(store, seed))
+            total = manifest["count"]
+            index.train(_store_sample(store, index.training_size(total), seed), total=total)
         meta = IndexMeta(model, metric.value, backend, manifest["dim"], 0, store.fingerprint(), dict(index.params),
                          manifest["weights_sha256"], [])
         built = cls(index, np.empty(0, dtype=str), meta)
@@ -219,18 +220,18 @@ class ItemIndex:
         return cls(index, np.load(directory / "ids.npy"), meta)
 
 
-def _sample(vectors: np.ndarray, seed: int) -> np.ndarray:
-    if len(vectors) <= TRAINING_SAMPLE:
+def _sample(vectors: np.ndarray, size: int, seed: int) -> np.ndarray:
+    if len(vectors) <= size:
         return np.asarray(vectors)
-    rows = np.sort(np.random.default_rng(seed).choice(len(vectors), TRAINING_SAMPLE, replace=False))
+    rows = np.sort(np.random.default_rng(seed).choice(len(vectors), size, replace=False))
     return np.asarray(vectors[rows])
 
 
-def _store_sample(store: FeatureStore, seed: int) -> np.ndarray:
-    """A seeded sample of up to TRAINING_SAMPLE vectors, read shard by shard from the memory-mapped store."""
+def _store_sample(store: FeatureStore, size: int, seed: int) -> np.ndarray:
+    """A seeded sample of ``size`` vectors, read shard by shard from the memory-mapped store."""
     total = store.manifest()["count"]
     rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(total, min(total, TRAINING_SAMPLE), replace=False))
+    rows = np.sort(rng.choice(total, min(total, size), replace=False))
     parts, start = [], 0
     for _name, ids, vectors in store.iter_shards():
         mine = rows[(rows >= start) & (rows < start + len(ids))] - start
