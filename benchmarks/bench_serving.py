@@ -2,13 +2,14 @@
 
 Usage: python benchmarks/bench_serving.py [-w WORKSPACE] [--model efficientnet-lite0] [--uploads 4]
                                           [--players 4] [--duelists 2] [--readers 1] [--seconds 30]
-                                          [--out docs/bench_serving.json]
+                                          [--workers N] [--out docs/bench_serving.json]
 
 Starts the app on 127.0.0.1 (a workspace of the bundled Fashion-MNIST sample with ``pixels`` and ``--model``
 features unless ``-w`` is given), with a trusted X-Forwarded-For so every simulated client has an address
 of its own. Uploads are a 249 KB 8000x8000 RGBA PNG (the attack of issue 15). Meanwhile ``GET /api/systems``
 is timed every 50 ms. Reports every route's status counts, 5xx (503 is the pool's "busy, retry" and is
-counted apart), votes lost (accepted but not stored) and the trivial route's latency.
+counted apart), votes lost (accepted but not stored) and the trivial route's latency. Players vote as
+fast as they can; a reader reloads the leaderboard every second.
 """
 
 from __future__ import annotations
@@ -58,12 +59,14 @@ def main() -> None:
     parser.add_argument("--duelists", type=int, default=2)
     parser.add_argument("--readers", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--workers", type=int, default=None, help="the app's worker threads (default: one per core)")
     parser.add_argument("--out", type=Path, default=Path("docs/bench_serving.json"))
     args = parser.parse_args()
 
     ws = workspace(args.workspace, ["pixels", args.model])
+    pool = {"workers": args.workers} if args.workers else {}
     settings = Settings(secret="bench", proxy_header="X-Forwarded-For",
-                        db_url=f"sqlite:///{Path(tempfile.mkdtemp()) / 'votes.sqlite'}")
+                        db_url=f"sqlite:///{Path(tempfile.mkdtemp()) / 'votes.sqlite'}", **pool)
     app = create_app(ws, settings)
     png = big_png()
     import httpx2 as httpx

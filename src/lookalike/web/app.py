@@ -71,6 +71,8 @@ class Settings:
     secure_cookies: bool = False
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # threads for decoding, models, search
     queue: int = 8  # requests that may wait for a worker; beyond that, 503 with Retry-After
+    light_workers: int = 2  # threads for light work: pairs, searches from an item, thumbnails
+    light_queue: int = 64
     api_docs: bool = False  # /docs and /redoc load Swagger UI / ReDoc from a CDN: off unless asked for
     admin_token: str | None = None  # the full vote export (with session ids); default $LOOKALIKE_ADMIN_TOKEN
 
@@ -112,13 +114,15 @@ class App:
     """State shared by the routes: workspace, search engine, vote store, signers."""
 
     def __init__(self, workspace: Workspace, settings: Settings):
-        if settings.workers < 1 or settings.queue < 0:
+        if min(settings.workers, settings.light_workers) < 1 or min(settings.queue, settings.light_queue) < 0:
             raise ConfigError(f"workers must be at least 1 and queue at least 0, got {settings.workers} and "
-                              f"{settings.queue}")
+                              f"{settings.queue} (light work: {settings.light_workers} and {settings.light_queue})")
         self.workspace = workspace
         self.settings = settings
         self.engine = SearchEngine(workspace)  # thread-safe: searches run in parallel in the worker pool
-        self.pool = WorkPool(settings.workers, settings.queue)
+        self.pool = WorkPool(settings.workers, settings.queue)  # photos: decoding, localising, embedding
+        # light work (pairs, searches from an item, thumbnails) never waits behind photos in the queue
+        self.light_pool = WorkPool(settings.light_workers, settings.light_queue)
         db_url = settings.db_url or f"sqlite:///{(workspace.root / 'votes.sqlite').absolute()}"
         self.votes = VoteStore(db_url)
         secret = load_secret(settings.secret, workspace.root)
@@ -337,7 +341,7 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
         model, metric = check_system(system)
         check_k(k)
         state.lookups.record(voter_keys(request), item_id)
-        result = await state.pool.run(state.engine.search_item, item_id, model, metric, k)
+        result = await state.light_pool.run(state.engine.search_item, item_id, model, metric, k)
         item = workspace.catalogue.get(item_id)
         return {"system": f"{model}/{metric.value}", "query": item_json(item_id=item.id, category=item.category),
                 "results": [item_json(m) for m in result.results]}
@@ -356,7 +360,7 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
     @app.get("/items/{item_id:path}/image", summary="An item's image (cropped to its box), as a thumbnail",
              response_class=Response, responses={200: {"content": {"image/png": {}}, "description": "PNG"}})
     async def item_image(item_id: str, full: bool = False) -> Response:
-        data = await state.pool.run(thumbnail_png, item_id, full)
+        data = await state.light_pool.run(thumbnail_png, item_id, full)
         return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
     # -- Dope or Nope -------------------------------------------------------------------------
@@ -369,7 +373,7 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
     @app.get("/api/game/pair", summary="A blind pair: a random item and its nearest match under a hidden system")
     async def game_pair(request: Request) -> dict[str, Any]:
         pair_limit(session_id(request), request)
-        return await state.pool.run(make_game_pair, session_id(request))
+        return await state.light_pool.run(make_game_pair, session_id(request))
 
     def make_game_pair(session: str) -> dict[str, Any]:
         check_system("")
@@ -422,7 +426,7 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
     @app.get("/api/duel/pair", summary="Head to head: two hidden systems' matches for the same item")
     async def duel_pair(request: Request) -> dict[str, Any]:
         pair_limit(session_id(request), request)
-        return await state.pool.run(make_duel_pair, session_id(request))
+        return await state.light_pool.run(make_duel_pair, session_id(request))
 
     def make_duel_pair(session: str) -> dict[str, Any]:
         check_system("")

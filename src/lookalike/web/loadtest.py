@@ -111,10 +111,11 @@ def run_load(base_url: str, *, players: int = 8, seconds: float = 10.0, seed: in
     return result
 
 
-def play_honest(base_url: str, *, players: int, votes_each: int, seed: int = 0, proxy_header: str = "X-Forwarded-For"
-                ) -> int:
-    """Honest players, each from an address of its own (through a trusted proxy header) with one session:
-    dope when the match has the query's category, nope otherwise. Returns the votes accepted."""
+def play_honest(base_url: str, *, players: int, votes_each: int, seed: int = 0, think: float = 0.3,
+                proxy_header: str = "X-Forwarded-For") -> int:
+    """Honest players, each from an address of its own (through a trusted proxy header) with one session,
+    ``think`` seconds a pair: dope when the match has the query's category, nope otherwise. Returns the votes
+    accepted."""
     import httpx2 as httpx
 
     accepted = 0
@@ -126,6 +127,7 @@ def play_honest(base_url: str, *, players: int, votes_each: int, seed: int = 0, 
                 if pair.status_code != 200:
                     continue
                 body = pair.json()
+                time.sleep(think)
                 verdict = "dope" if body["query"]["category"] == body["match"]["category"] else "nope"
                 accepted += client.post("/api/game/vote", json={"token": body["token"],
                                                                "verdict": verdict}).status_code == 200
@@ -265,9 +267,10 @@ def run_mixed_load(base_url: str, *, seconds: float = 20.0, uploads: int = 4, pl
             with lock:
                 result.accepted.append(token.rsplit(".", 1)[0])
 
-    def do_read(c) -> None:
+    def do_read(c) -> None:  # a person on the leaderboard page, reloading it every second
         note("GET /api/leaderboard", c.get("/api/leaderboard", params={"bootstrap": 200}).status_code)
         note("GET /api/leaderboard.svg", c.get("/api/leaderboard.svg").status_code)
+        time.sleep(1.0)
 
     jobs = [(do_upload, uploads), (do_vote, players), (do_duel, duelists), (do_read, readers)]
     threads, n = [], 0
