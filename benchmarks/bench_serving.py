@@ -8,8 +8,9 @@ Starts the app on 127.0.0.1 (a workspace of the bundled Fashion-MNIST sample wit
 features unless ``-w`` is given), with a trusted X-Forwarded-For so every simulated client has an address
 of its own. Uploads are a 249 KB 8000x8000 RGBA PNG (the attack of issue 15). Meanwhile ``GET /api/systems``
 is timed every 50 ms. Reports every route's status counts, 5xx (503 is the pool's "busy, retry" and is
-counted apart), votes lost (accepted but not stored) and the trivial route's latency. Players vote as
-fast as they can; a reader reloads the leaderboard every second.
+counted apart), votes lost (accepted but not stored) and the trivial route's latency. Players and
+duelists look at each pair ``--think`` seconds (default 0.5; 0: bots voting as fast as they can); a reader
+reloads the leaderboard every second.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ def main() -> None:
     parser.add_argument("--duelists", type=int, default=2)
     parser.add_argument("--readers", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--workers", type=int, default=None, help="the app's worker threads (default: one per core)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="the app's worker threads for photos (default: one per core but one)")
+    parser.add_argument("--think", type=float, default=0.5)
     parser.add_argument("--out", type=Path, default=Path("docs/bench_serving.json"))
     args = parser.parse_args()
 
@@ -78,11 +81,12 @@ def main() -> None:
             for system in app.state.lookalike.systems:
                 client.get("/api/search/item", params={"item_id": ws.catalogue.ids()[0], "system": system})
         result = run_mixed_load(base, seconds=args.seconds, uploads=args.uploads, players=args.players,
-                                duelists=args.duelists, readers=args.readers, upload=png)
+                                duelists=args.duelists, readers=args.readers, upload=png, think=args.think)
     store = app.state.lookalike.votes
     with store.engine.connect() as conn:
         stored = {r[0] for r in conn.execute(sa.text("SELECT pair_id FROM votes UNION ALL SELECT pair_id FROM duels"))}
-    out = {"cpus": os.cpu_count(), "workers": settings.workers, "queue": settings.queue, "model": args.model,
+    out = {"cpus": os.cpu_count(), "workers": settings.workers, "queue": settings.queue,
+           "light_workers": settings.light_workers, "think_s": args.think, "model": args.model,
            "upload": f"{len(png):,} bytes, 8000x8000 RGBA PNG", "clients": {
                "uploads": args.uploads, "players": args.players, "duelists": args.duelists, "readers": args.readers},
            **result.summary(), "votes_lost": len(set(result.accepted) - stored)}

@@ -67,7 +67,8 @@ def scale_tables() -> None:
               f"{q['images_per_s']['float32']} images/s, int8 {q['images_per_s']['int8']} images/s: "
               f"**{q['speedup']}x**; cosine similarity of the two models' vectors {q['cosine_mean']} on average "
               f"(lowest {q['cosine_min']}).")
-    for name in ("bench_serving_uploads.json", "bench_serving_uploads_1worker.json", "bench_serving.json"):
+    for name in ("bench_serving_uploads.json", "bench_serving_uploads_2workers.json", "bench_serving.json",
+                 "bench_serving_bots.json"):
         r = load(name)
         if r:
             t = r["trivial_get_ms"]

@@ -571,7 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-docs", action="store_true",
                    help="serve /docs and /redoc (their pages load Swagger UI / ReDoc from a CDN)")
     p.add_argument("--workers", type=int, default=None,
-                   help="threads that decode photos, run the models and search (default: one per core)")
+                   help="threads that decode photos, run the models and search them (default: one per core "
+                        "but one)")
     p.add_argument("--queue", type=int, default=None,
                    help="requests that may wait for a worker before the server answers 503 (default 8)")
     p.add_argument("--log-level", default="info")

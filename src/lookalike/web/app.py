@@ -61,17 +61,20 @@ class Settings:
     max_body_bytes: int = 16 * 1024  # every other request body (votes are a few hundred bytes)
     votes_per_second: float = 5.0  # per session (token bucket)
     vote_burst: int = 20
-    address_votes_per_minute: float = 30.0  # per client address, whatever its sessions
-    address_vote_burst: int = 30
+    address_votes_per_minute: float = 60.0  # per client address, whatever its sessions (a fast human swipes 1/s)
+    address_vote_burst: int = 60
     pairs_per_second: float = 5.0  # pairs issued, per session and (x4) per address
     pair_burst: int = 30
     proxy_header: str | None = None  # e.g. X-Forwarded-For, only behind a proxy you trust: its last entry
     flag_lookups: bool = True  # votes on items the voter looked up in public search stay out of the leaderboard
     max_bootstrap: int = 500  # leaderboard bootstrap resamples, at most
     secure_cookies: bool = False
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # threads for decoding, models, search
+    # threads for decoding, models, search: one core is left to the event loop and light work (measured:
+    # docs/benchmarks.md, the web app under load)
+    workers: int = field(default_factory=lambda: max(1, (os.cpu_count() or 1) - 1))
     queue: int = 8  # requests that may wait for a worker; beyond that, 503 with Retry-After
-    light_workers: int = 2  # threads for light work: pairs, searches from an item, thumbnails
+    light_workers: int = field(default_factory=lambda: min(2, max(1, (os.cpu_count() or 1) - 1)))  # pairs, item
+    # searches, thumbnails
     light_queue: int = 64
     api_docs: bool = False  # /docs and /redoc load Swagger UI / ReDoc from a CDN: off unless asked for
     admin_token: str | None = None  # the full vote export (with session ids); default $LOOKALIKE_ADMIN_TOKEN

@@ -110,25 +110,31 @@ def as_dicts(rows) -> list[dict]:
 
 
 class LeaderboardCache:
-    """The leaderboard, computed once per vote count and bootstrap size (concurrent readers wait for one fit).
+    """The leaderboard, refit at most every ``max_age`` seconds while votes arrive (concurrent readers wait for
+    one fit, later ones read it; its ``votes`` says how many it counts).
 
     Flagged votes (e.g. on items the voter looked up first) are left out, and their counts are shown.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_age: float = 5.0) -> None:
+        self.max_age = max_age
         self._lock = threading.Lock()
-        self._cache: dict[tuple, dict[str, Any]] = {}
+        self._cache: dict[tuple, tuple[tuple, float, dict[str, Any]]] = {}  # key -> (revision, time, board)
 
     def get(self, store, systems: list[str], bootstrap: int) -> dict[str, Any]:
-        key = (store.revision(), tuple(systems), bootstrap)
+        import time
+
+        key = (tuple(systems), bootstrap)
         with self._lock:  # one fit at a time; the others then read it
-            if key not in self._cache:
-                self._cache = {k: v for k, v in self._cache.items() if k[0] == key[0]}  # older counts are stale
-                self._cache[key] = {
-                    "approval": as_dicts(approval_table(store.tallies(), systems)),
-                    "duels": as_dicts(duel_table(store.duel_outcomes(), systems, bootstrap=bootstrap)),
-                    "votes": store.count_votes(), "left_out": store.flag_counts(), "bootstrap": bootstrap}
-            return self._cache[key]
+            revision = store.revision()
+            cached = self._cache.get(key)
+            if cached is not None and (cached[0] == revision or time.monotonic() - cached[1] < self.max_age):
+                return cached[2]
+            board = {"approval": as_dicts(approval_table(store.tallies(), systems)),
+                     "duels": as_dicts(duel_table(store.duel_outcomes(), systems, bootstrap=bootstrap)),
+                     "votes": store.count_votes(), "left_out": store.flag_counts(), "bootstrap": bootstrap}
+            self._cache[key] = (revision, time.monotonic(), board)
+            return board
 
 
 def approval_svg(rows: list[dict[str, Any]], width: int = 640) -> str:

@@ -202,10 +202,11 @@ class MixedResult:
 
 
 def run_mixed_load(base_url: str, *, seconds: float = 20.0, uploads: int = 4, players: int = 4, duelists: int = 2,
-                   readers: int = 1, upload: bytes = b"", proxy_header: str = "X-Forwarded-For") -> MixedResult:
+                   readers: int = 1, upload: bytes = b"", think: float = 0.5,
+                   proxy_header: str = "X-Forwarded-For") -> MixedResult:
     """Uploads, game players, duelists and leaderboard readers at once (each its own address), while a
-    trivial route is timed every 50 ms. A 503 (pool full) is an answer, not an error: the client waits
-    Retry-After."""
+    trivial route is timed every 50 ms. Players and duelists look at a pair ``think`` seconds before voting
+    (0: bots). A 503 (pool full) is an answer, not an error: the client waits Retry-After."""
     import httpx2 as httpx
 
     result = MixedResult(seconds)
@@ -248,6 +249,7 @@ def run_mixed_load(base_url: str, *, seconds: float = 20.0, uploads: int = 4, pl
             time.sleep(0.5)
             return
         token = r.json()["token"]
+        time.sleep(think)
         v = c.post("/api/game/vote", json={"token": token, "verdict": random.choice(["dope", "nope"])})
         note("POST /api/game/vote", v.status_code)
         if v.status_code == 200:
@@ -261,6 +263,7 @@ def run_mixed_load(base_url: str, *, seconds: float = 20.0, uploads: int = 4, pl
             time.sleep(0.5)
             return
         token = r.json()["token"]
+        time.sleep(think)
         v = c.post("/api/duel/vote", json={"token": token, "winner": random.choice("ab")})
         note("POST /api/duel/vote", v.status_code)
         if v.status_code == 200:
