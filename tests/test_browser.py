@@ -25,6 +25,17 @@ from lookalike.mapping import make_map
 from lookalike.workspace import Workspace
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def wait_until(page, expression: str, timeout: float = 30_000) -> None:
+    """Poll a JS expression until it is truthy. Playwright's wait_for_function compiles its predicate with
+    eval inside the page, which the app's Content-Security-Policy (no unsafe-eval) rightly refuses;
+    page.evaluate runs through the DevTools protocol instead, so the pages stay under their real CSP."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {expression}")
+        time.sleep(0.05)
 ARTIFACTS = Path(os.environ.get("LOOKALIKE_ARTIFACTS", "test-artifacts"))
 
 pytestmark = pytest.mark.skipif(
@@ -69,6 +80,8 @@ def page(server):
         pg = context.new_page()
         errors: list[str] = []
         pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        # a script, style or image the Content-Security-Policy refuses is logged on the console: an error too
+        pg.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
         pg.errors = errors
         yield pg
         browser.close()
@@ -84,7 +97,7 @@ def test_upload_a_photo_and_see_results(server, page, photo_paths):
     page.screenshot(path=str(ARTIFACTS / "search.png"), full_page=True)
     first = page.locator(".result").first.get_attribute("data-item-id")
     page.locator(".result").first.click()  # clicking a result searches from it
-    page.wait_for_function("document.querySelector('#status').textContent.includes('matches for')")
+    wait_until(page, "document.querySelector('#status').textContent.includes('matches for')")
     assert first in page.inner_text("#status")
     assert not page.errors
 
@@ -100,7 +113,7 @@ def test_the_item_found_in_a_photo_is_drawn_and_another_box_can_be_chosen(server
     photo.save(tmp_path / "two-items.jpg")
     page.goto(base + "/")
     page.set_input_files("#file", str(tmp_path / "two-items.jpg"))
-    page.wait_for_function("document.querySelector('#status').textContent.includes('matches under')",
+    wait_until(page, "document.querySelector('#status').textContent.includes('matches under')",
                            timeout=120_000)
     status = page.inner_text("#status")
     assert "the item found in the photo" in status or "no item was found" in status
@@ -110,7 +123,7 @@ def test_the_item_found_in_a_photo_is_drawn_and_another_box_can_be_chosen(server
         canvas = page.locator("#preview").bounding_box()
         scale = canvas["width"] / 480
         page.mouse.click(canvas["x"] + (x1 + x2) / 2 * scale, canvas["y"] + (y1 + y2) / 2 * scale)
-        page.wait_for_function("document.querySelector('#status').textContent.includes('your box')")
+        wait_until(page, "document.querySelector('#status').textContent.includes('your box')")
         chosen = [int(v) for v in page.input_value("#box").split(",")]
         assert chosen == pytest.approx(boxes[-1], abs=1)
     canvas = page.locator("#preview").bounding_box()  # drag to draw a box
@@ -118,7 +131,7 @@ def test_the_item_found_in_a_photo_is_drawn_and_another_box_can_be_chosen(server
     page.mouse.down()
     page.mouse.move(canvas["x"] + 120, canvas["y"] + 100, steps=5)
     page.mouse.up()
-    page.wait_for_function("document.querySelector('#status').textContent.includes('your box')")
+    wait_until(page, "document.querySelector('#status').textContent.includes('your box')")
     page.screenshot(path=str(ARTIFACTS / "search-photo-boxes.png"), full_page=True)
     assert not page.errors
 
@@ -128,7 +141,7 @@ def test_ten_rounds_of_dope_or_nope_with_keys_and_buttons(server, page):
     store = app.state.lookalike.votes
     before = store.count_votes()
     page.goto(base + "/game")
-    page.wait_for_function("document.querySelector('#card').dataset.pair")
+    wait_until(page, "document.querySelector('#card').dataset.pair")
     for n in range(10):
         shown = page.get_attribute("#card", "data-pair")
         if n % 4 == 0:
@@ -139,8 +152,8 @@ def test_ten_rounds_of_dope_or_nope_with_keys_and_buttons(server, page):
             page.click("#dope")
         else:
             page.click("#nope")
-        page.wait_for_function(f"document.querySelector('#count').textContent === '{n + 1}'")
-        page.wait_for_function(f"document.querySelector('#card').dataset.pair !== {shown!r}")  # the next pair
+        wait_until(page, f"document.querySelector('#count').textContent === '{n + 1}'")
+        wait_until(page, f"document.querySelector('#card').dataset.pair !== {shown!r}")  # the next pair
         assert "that was pixels/" in page.inner_text("#reveal")  # revealed only after the vote
         if n == 4:
             page.screenshot(path=str(ARTIFACTS / "game.png"), full_page=True)
@@ -158,14 +171,14 @@ def test_ten_rounds_of_dope_or_nope_with_keys_and_buttons(server, page):
 def test_head_to_head_and_map_pages(server, page):
     base, _ws, app = server
     page.goto(base + "/duel")
-    page.wait_for_function("document.querySelector('#b').src")
+    wait_until(page, "document.querySelector('#b').src")
     page.keyboard.press("ArrowLeft")
-    page.wait_for_function("document.querySelector('#count').textContent === '1'")
+    wait_until(page, "document.querySelector('#count').textContent === '1'")
     page.click("#pick-b")
-    page.wait_for_function("document.querySelector('#count').textContent === '2'")
+    wait_until(page, "document.querySelector('#count').textContent === '2'")
     assert len(app.state.lookalike.votes.duel_outcomes()) == 2
     page.goto(base + "/map")
-    page.wait_for_function("document.querySelector('#map-info').textContent.includes('trustworthiness')")
+    wait_until(page, "document.querySelector('#map-info').textContent.includes('trustworthiness')")
     page.mouse.wheel(0, -300)
     page.screenshot(path=str(ARTIFACTS / "map.png"), full_page=True)
     assert not page.errors

@@ -88,7 +88,9 @@ def test_app_with_postgres(postgres_url, tmp_path):
     ws = Workspace(tmp_path / "ws")
     import_catalogue(ws.catalogue, "fashion-mnist", BUNDLED_SAMPLE, limit=60, seed=0, image_dir=ws.images_dir)
     extract_features(ws.catalogue, create_extractor("pixels"), ws.feature_store("pixels"), progress=False)
-    with TestClient(create_app(ws, Settings(db_url=postgres_url, secret="pg"))) as client:
+    app = create_app(ws, Settings(db_url=postgres_url, secret="pg"))
+    app.state.lookalike.leaderboards.max_age = 0.0  # refit on every new vote (default: at most every 5 s)
+    with TestClient(app) as client:
         before = client.get("/api/leaderboard").json()["votes"]
         for _ in range(3):
             pair = client.get("/api/game/pair").json()

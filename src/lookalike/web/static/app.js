@@ -243,7 +243,10 @@ function initMap() {
   async function load(model) {
     data = await api(`/api/map/${encodeURIComponent(model)}`);
     $("map-info").textContent = `${data.sample} items · trustworthiness ${data.trustworthiness.toFixed(3)}`;
-    $("legend").innerHTML = data.categories.map((c) => `<span><i style="background:${colour(c)}"></i>${c.replace(/[<>&]/g, "")}</span>`).join("");
+    $("legend").replaceChildren(...data.categories.map((c) => {  // built as elements: no inline style attribute
+      const swatch = document.createElement("i"); swatch.style.background = colour(c);
+      const span = document.createElement("span"); span.append(swatch, c); return span;
+    }));
     atlas = new Image(); atlas.onload = draw; atlas.src = `/api/map/${encodeURIComponent(model)}/atlas.png`;
     zoom = 1; ox = 0; oy = 0; draw();
   }
