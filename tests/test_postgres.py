@@ -43,7 +43,7 @@ def postgres_url():
 
 
 def test_vote_store_on_postgres(postgres_url):
-    from lookalike.web.votes import VoteError, VoteStore
+    from lookalike.votes import VoteError, VoteStore
 
     store = VoteStore(postgres_url)
     again = VoteStore(postgres_url)

@@ -16,7 +16,7 @@ from lookalike.extractors import create_extractor
 from lookalike.features import extract_features
 from lookalike.web import Settings, create_app
 from lookalike.web.leaderboard import bradley_terry, duel_table, wilson_interval
-from lookalike.web.votes import VoteStore
+from lookalike.votes import VoteStore
 from lookalike.workspace import Workspace
 
 
@@ -282,7 +282,7 @@ def test_vote_store_migrations_are_recorded_and_idempotent(tmp_path):
 
 
 def test_a_version_2_vote_store_keeps_its_votes_when_migrated(tmp_path, monkeypatch):
-    from lookalike.web import votes as votes_module
+    from lookalike import votes as votes_module
 
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
     monkeypatch.setattr(votes_module, "MIGRATIONS", [m for m in votes_module.MIGRATIONS if m[0] <= 2])

@@ -32,7 +32,7 @@ from ..search import Match, SearchEngine
 from ..workspace import Workspace
 from .leaderboard import LeaderboardCache, approval_svg
 from .security import BodyLimit, LookupLog, RateLimiter, Signer, load_secret
-from .votes import VoteError, VoteStore
+from ..votes import VoteError, VoteStore
 from .work import PoolFull, WorkPool
 
 HERE = Path(__file__).parent

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 #: Numbered migrations; each runs once, in order, inside a transaction.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = []
