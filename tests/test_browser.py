@@ -139,6 +139,7 @@ def test_the_item_found_in_a_photo_is_drawn_and_another_box_can_be_chosen(server
 def test_ten_rounds_of_dope_or_nope_with_keys_and_buttons(server, page):
     base, _ws, app = server
     store = app.state.lookalike.votes
+    app.state.lookalike.leaderboards.max_age = 0.0  # refit on every vote (default: at most every 5 s)
     before = store.count_votes()
     page.goto(base + "/game")
     wait_until(page, "document.querySelector('#card').dataset.pair")
@@ -163,7 +164,11 @@ def test_ten_rounds_of_dope_or_nope_with_keys_and_buttons(server, page):
     rows = page.locator("#approval tbody tr")
     assert rows.count() == 3
     total = sum(int(rows.nth(i).locator("td").nth(2).inner_text()) for i in range(3))
-    assert total == store.count_votes()
+    # votes on items this address looked up in search (the earlier tests click results) are left out
+    left_out = store.flag_counts().get("looked-up", 0)
+    assert total + left_out == store.count_votes()
+    if left_out:
+        assert f"{left_out} looked-up" in page.inner_text("#left-out")
     page.screenshot(path=str(ARTIFACTS / "leaderboard.png"), full_page=True)
     assert not page.errors
 
