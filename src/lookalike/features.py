@@ -38,7 +38,8 @@ class FeatureStore:
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         self._cache: tuple[str, np.ndarray, np.ndarray] | None = None
-        self._positions: tuple[str, dict[str, tuple[int, int]], list[np.ndarray]] | None = None
+        self._positions: tuple[str, dict[str, tuple[int, int]], list[np.ndarray], int] | None = None
+        self._fingerprint: tuple[tuple | None, str] | None = None
 
     @property
     def manifest_path(self) -> Path:
@@ -58,14 +59,19 @@ class FeatureStore:
         return self.manifest()["count"] if self.exists() else 0
 
     def fingerprint(self) -> str:
-        """Changes whenever vectors are added (indexes built from older contents are stale)."""
-        m = self.manifest()
-        key = json.dumps([m["weights_sha256"], m["count"], [s["file"] for s in m["shards"]]])
-        return hashlib.sha256(key.encode()).hexdigest()[:16]
+        """Changes whenever vectors are added or removed (indexes built from older contents are stale).
 
-    def shard_names(self) -> list[str]:
-        """The manifest's shard files, in row order (a shard's name never changes while it exists)."""
-        return [s["file"] for s in self.manifest()["shards"]] if self.exists() else []
+        Asked on every search: recomputed only when the manifest file changed (a ``stat``, not a parse)."""
+        try:
+            st = self.manifest_path.stat()
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            stamp = None
+        if stamp is None or self._fingerprint is None or self._fingerprint[0] != stamp:
+            m = self.manifest()
+            key = json.dumps([m["weights_sha256"], m["count"], [s["file"] for s in m["shards"]]])
+            self._fingerprint = (stamp, hashlib.sha256(key.encode()).hexdigest()[:16])
+        return self._fingerprint[1]
 
     def iter_shards(self, names: list[str] | None = None):
         """``(shard name, ids, vectors)`` per shard, vectors memory-mapped (read-only; nothing is loaded whole)."""
@@ -82,12 +88,7 @@ class FeatureStore:
         return out
 
     def stored_ids(self) -> set[str]:
-        if not self.exists():
-            return set()
-        ids: set[str] = set()
-        for shard in self.manifest()["shards"]:
-            ids.update(json.loads((self.directory / shard["ids"]).read_text()))
-        return ids
+        return set(self.ids())
 
     def image_keys(self) -> dict[str, str]:
         """Item id -> the catalogue's image key when its vector was computed (for items extracted since keys
@@ -123,13 +124,13 @@ class FeatureStore:
             for number, (_name, ids, vectors) in enumerate(self.iter_shards()):
                 shards.append(vectors)
                 where.update((item_id, (number, row)) for row, item_id in enumerate(ids))
-            self._positions = (fingerprint, where, shards)
-        _, where, shards = self._positions
+            self._positions = (fingerprint, where, shards, self.manifest()["dim"])
+        _, where, shards, dim = self._positions
         missing = [i for i in item_ids if i not in where]
         if missing:
             raise ItemNotFoundError(f"no {self.directory.name} features for item(s) {missing[:5]}; "
                                     f"run: lookalike extract --model {self.directory.name}")
-        out = np.empty((len(item_ids), self.manifest()["dim"]), np.float32)
+        out = np.empty((len(item_ids), dim), np.float32)
         located = np.array([where[i] for i in item_ids], np.int64).reshape(-1, 2)
         for shard in np.unique(located[:, 0]):
             mine = located[:, 0] == shard
@@ -170,6 +171,7 @@ class FeatureStore:
             m["count"] -= removed
             m["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
             _atomic_write(self.manifest_path, lambda fh: fh.write(json.dumps(m, indent=2).encode()))
+            self._fingerprint = None  # our own write: never trust a same-size, same-tick stamp
             for shard in obsolete:
                 for name in (shard["file"], shard["ids"], shard["file"].replace(".npy", ".keys.json")):
                     (self.directory / name).unlink(missing_ok=True)
@@ -211,6 +213,7 @@ class FeatureStore:
         m["count"] += len(ids)
         m["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         _atomic_write(self.manifest_path, lambda fh: fh.write(json.dumps(m, indent=2).encode()))
+        self._fingerprint = None  # our own write: never trust a same-size, same-tick stamp
 
     def clear(self) -> None:
         """Delete every shard and the manifest."""
@@ -220,6 +223,7 @@ class FeatureStore:
                     path.unlink()
         self._cache = None
         self._positions = None
+        self._fingerprint = None
 
     def export_npz(self, out: str | Path) -> int:
         """Write ``ids`` (str) and ``vectors`` (float32) to an ``.npz`` file; returns the count."""

@@ -66,7 +66,7 @@ def export_neighbours(workspace: Workspace, model: str, metric: Metric | str, k:
     engine = engine or SearchEngine(workspace)
     index = engine.get_index(model, metric)
     store = workspace.feature_store(model)
-    live = [str(i) for i in index.ids[_live_positions(index)]]
+    live = [str(i) for i in index.ids[index.index.live_positions()]]
     if items is None:
         queries = live
     else:
@@ -91,12 +91,6 @@ def export_neighbours(workspace: Workspace, model: str, metric: Metric | str, k:
             bar.update(len(batch))
     tmp.replace(out)
     return NeighboursSummary(len(queries), k, out, index.meta.backend)
-
-
-def _live_positions(index):
-    import numpy as np
-
-    return np.setdiff1d(np.arange(index.index.ntotal), index.index.removed)
 
 
 @dataclass

@@ -135,6 +135,10 @@ class VectorIndex(ABC):
         """Positions removed so far (sorted)."""
         return self._removed
 
+    def live_positions(self) -> np.ndarray:
+        """Positions a search can return (sorted)."""
+        return np.setdiff1d(np.arange(self.ntotal), self._removed)
+
     @property
     def nlive(self) -> int:
         """Vectors a search can return."""

@@ -78,7 +78,7 @@ def measure_index(index: ItemIndex, store: FeatureStore, *, build_seconds: float
                   k: int = 10, seed: int = 0, single: int = 200) -> IndexReport:
     """Recall@k of ``index`` against exact search on a seeded sample of its own items (each query's own item
     left out), single-query latency and batch throughput."""
-    live = np.setdiff1d(np.arange(index.index.ntotal), index.index.removed)
+    live = index.index.live_positions()
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(live, min(queries, len(live)), replace=False))
     query_ids = [str(i) for i in index.ids[chosen]]

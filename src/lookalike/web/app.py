@@ -402,10 +402,11 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
 
     def flag_of(request: Request, pair_id: str) -> str | None:
         """``looked-up`` when the voter searched this pair's items before voting (see LookupLog)."""
-        if not state.settings.flag_lookups:
-            return None
+        keys = voter_keys(request)
+        if not state.settings.flag_lookups or not state.lookups.knows(keys):
+            return None  # most voters never searched: no pair read
         items = state.votes.pair_items(pair_id)
-        return "looked-up" if items and state.lookups.looked_up(voter_keys(request), items) else None
+        return "looked-up" if items and state.lookups.looked_up(keys, items) else None
 
     def rate_limit(session: str, request: Request) -> None:
         if not state.address_limiter.allow(state.client_address(request)):

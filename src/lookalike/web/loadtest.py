@@ -242,33 +242,24 @@ def run_mixed_load(base_url: str, *, seconds: float = 20.0, uploads: int = 4, pl
         elif r.status_code == 503:
             time.sleep(float(r.headers.get("retry-after", "1")))
 
-    def do_vote(c) -> None:
-        r = c.get("/api/game/pair")
-        note("GET /api/game/pair", r.status_code)
-        if r.status_code != 200:
-            time.sleep(0.5)
-            return
-        token = r.json()["token"]
-        time.sleep(think)
-        v = c.post("/api/game/vote", json={"token": token, "verdict": random.choice(["dope", "nope"])})
-        note("POST /api/game/vote", v.status_code)
-        if v.status_code == 200:
-            with lock:
-                result.accepted.append(token.rsplit(".", 1)[0])
+    def play(game: str, field: str, choices: list[str]):
+        """One round of ``game`` (``game`` or ``duel``): get a pair, look at it, vote."""
+        def round_(c) -> None:
+            r = c.get(f"/api/{game}/pair")
+            note(f"GET /api/{game}/pair", r.status_code)
+            if r.status_code != 200:
+                time.sleep(0.5)
+                return
+            token = r.json()["token"]
+            time.sleep(think)
+            v = c.post(f"/api/{game}/vote", json={"token": token, field: random.choice(choices)})
+            note(f"POST /api/{game}/vote", v.status_code)
+            if v.status_code == 200:
+                with lock:
+                    result.accepted.append(token.rsplit(".", 1)[0])
+        return round_
 
-    def do_duel(c) -> None:
-        r = c.get("/api/duel/pair")
-        note("GET /api/duel/pair", r.status_code)
-        if r.status_code != 200:
-            time.sleep(0.5)
-            return
-        token = r.json()["token"]
-        time.sleep(think)
-        v = c.post("/api/duel/vote", json={"token": token, "winner": random.choice("ab")})
-        note("POST /api/duel/vote", v.status_code)
-        if v.status_code == 200:
-            with lock:
-                result.accepted.append(token.rsplit(".", 1)[0])
+    do_vote, do_duel = play("game", "verdict", ["dope", "nope"]), play("duel", "winner", ["a", "b"])
 
     def do_read(c) -> None:  # a person on the leaderboard page, reloading it every second
         note("GET /api/leaderboard", c.get("/api/leaderboard", params={"bootstrap": 200}).status_code)

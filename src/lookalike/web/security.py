@@ -162,6 +162,11 @@ class LookupLog:
             if len(self._seen) > self.clients:  # forget the idle ones
                 self._seen = {c: v for c, v in self._seen.items() if v and now - max(v.values()) < self.window}
 
+    def knows(self, clients: list[str]) -> bool:
+        """True when any of ``clients`` looked anything up (a vote of anyone else needs no pair read)."""
+        with self._lock:
+            return any(self._seen.get(c) for c in clients)
+
     def looked_up(self, clients: list[str], items: list[str]) -> bool:
         """True when any of ``clients`` looked up any of ``items`` within the window."""
         now = time.monotonic()
