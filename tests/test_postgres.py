@@ -47,7 +47,7 @@ def test_vote_store_on_postgres(postgres_url):
 
     store = VoteStore(postgres_url)
     again = VoteStore(postgres_url)
-    assert store.schema_version() == 3 and again.migrate() == []
+    assert store.schema_version() == 4 and again.migrate() == []
     again.close()
     pair = store.issue("single", "s1", "item-1", "pixels/l2", "item-2")
     with pytest.raises(VoteError, match="not issued to your session"):

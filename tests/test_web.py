@@ -32,7 +32,7 @@ def ws(tmp_path_factory):
 def client(ws, tmp_path):
     app = create_app(ws, Settings(db_url=f"sqlite:///{tmp_path / 'votes.sqlite'}", secret="test-secret",
                                   max_upload_bytes=200_000, vote_burst=1000, votes_per_second=1000,
-                                  address_vote_burst=1000, pair_burst=1000))
+                                  address_vote_burst=1000, pair_burst=1000, explore=0.0))
     with TestClient(app) as c:
         yield c
 
@@ -156,6 +156,31 @@ def test_game_round_trip_and_leaderboard(client):
     assert len(jsonl) == 12 and {v["system"] for v in jsonl} == set(seen)
 
 
+def test_exploration_pairs_teach_tastes_but_do_not_rank_systems(ws, tmp_path):
+    import random
+
+    random.seed(0)
+    app = create_app(ws, Settings(db_url=f"sqlite:///{tmp_path / 'votes.sqlite'}", secret="s", vote_burst=1000,
+                                  votes_per_second=1000, address_vote_burst=1000, pair_burst=1000, explore=0.5,
+                                  explore_depth=10))
+    with TestClient(app) as client:
+        for n in range(16):
+            pair = client.get("/api/game/pair").json()
+            client.post("/api/game/vote", json={"token": pair["token"], "verdict": "dope" if n % 2 else "nope"})
+        board = client.get("/api/leaderboard").json()
+        verdicts, _ = app.state.lookalike.votes.judgements()
+        top = [v for v in verdicts if v["match_rank"] == 1]
+        assert 0 < len(top) < 16 and board["votes"] == 16 and max(v["match_rank"] for v in verdicts) <= 10
+        assert sum(r["votes"] for r in board["approval"]) == len(top)  # the leaderboard ranks top matches only
+        for v in verdicts:  # the match shown is the one at its recorded rank in that system's results
+            shown = client.get("/api/search/item", params={"item_id": v["query_item"], "system": v["system"],
+                                                           "k": v["match_rank"]}).json()["results"]
+            assert shown[-1]["item_id"] == v["match_item"]
+            assert v["features"] == ws.feature_store("pixels").manifest()["extractor_fingerprint"][:16]
+    with pytest.raises(Exception, match="explore"):
+        create_app(ws, Settings(db_url=f"sqlite:///{tmp_path / 'v2.sqlite'}", secret="s", explore=1.5))
+
+
 def test_votes_cannot_be_forged_replayed_or_stolen(client, ws, tmp_path):
     pair = client.get("/api/game/pair").json()
     token = pair["token"]
@@ -273,7 +298,7 @@ def test_vote_store_migrations_are_recorded_and_idempotent(tmp_path):
     url = f"sqlite:///{tmp_path / 'votes.sqlite'}"
     store = VoteStore(url)
     again = VoteStore(url)
-    assert store.schema_version() == 3
+    assert store.schema_version() == 4
     assert again.migrate() == []  # nothing left to apply
     store.close()
     again.close()
@@ -287,16 +312,20 @@ def test_a_version_2_vote_store_keeps_its_votes_when_migrated(tmp_path, monkeypa
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
     monkeypatch.setattr(votes_module, "MIGRATIONS", [m for m in votes_module.MIGRATIONS if m[0] <= 2])
     old = VoteStore(url)
-    pair = old.issue("single", "s1", "q", "pixels/l2", "m")
-    with old.engine.begin() as conn:  # a vote as version 2 wrote it
+    with old.engine.begin() as conn:  # a pair and its vote as version 2 wrote them
         import sqlalchemy as sa
 
-        conn.execute(sa.text("INSERT INTO votes VALUES (:p, 1.0, 's1', 'pixels/l2', 'q', 'm', 'dope')"), {"p": pair.id})
+        conn.execute(sa.text("INSERT INTO pairs (id, kind, session, query_item, system_a, match_a, issued_at, used_at) "
+                             "VALUES ('p1', 'single', 's1', 'q', 'pixels/l2', 'm', 1.0, 1.0)"))
+        conn.execute(sa.text("INSERT INTO votes VALUES ('p1', 1.0, 's1', 'pixels/l2', 'q', 'm', 'dope')"))
     old.close()
     monkeypatch.undo()
     store = VoteStore(url)
-    assert store.schema_version() == 3
+    assert store.schema_version() == 4
     assert store.tallies() == {"pixels/l2": (1, 1)} and store.flag_counts() == {}
+    verdicts, duels = store.judgements()
+    assert [(v["query_item"], v["match_item"], v["verdict"], v["match_rank"]) for v in verdicts] == [("q", "m", "dope",
+                                                                                                      None)]
     store.close()
 
 

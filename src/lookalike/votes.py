@@ -85,6 +85,17 @@ def _v3(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE duels ADD COLUMN flag VARCHAR(32)"))
 
 
+@migration(4, "where a match ranked in its system's results (the game explores beyond the top match), and the "
+              "features that made it")
+def _v4(conn: Connection) -> None:
+    conn.execute(sa.text("ALTER TABLE pairs ADD COLUMN match_rank INTEGER"))
+    conn.execute(sa.text("ALTER TABLE pairs ADD COLUMN features VARCHAR(200)"))
+
+
+#: Votes the published leaderboard counts: on a system's own top match (exploration pairs teach tastes)
+TOP_MATCH = "(p.match_rank IS NULL OR p.match_rank = 1)"
+
+
 class VoteError(Exception):
     """A vote that cannot be accepted; ``status`` is the HTTP status to answer with."""
 
@@ -103,6 +114,7 @@ class Pair:
     match_a: str
     system_b: str | None = None
     match_b: str | None = None
+    match_rank: int = 1
 
 
 class VoteStore:
@@ -157,13 +169,19 @@ class VoteStore:
 
     # -- pairs -------------------------------------------------------------------------------
     def issue(self, kind: str, session: str, query_item: str, system_a: str, match_a: str,
-              system_b: str | None = None, match_b: str | None = None) -> Pair:
-        pair = Pair(secrets.token_urlsafe(18), kind, session, query_item, system_a, match_a, system_b, match_b)
+              system_b: str | None = None, match_b: str | None = None, *, match_rank: int = 1,
+              features: str | None = None) -> Pair:
+        """Record a pair shown to ``session``. ``match_rank``: where the match stood in its system's results (the
+        leaderboard counts rank 1 only); ``features``: the fingerprint(s) of the features that made the match(es)."""
+        pair = Pair(secrets.token_urlsafe(18), kind, session, query_item, system_a, match_a, system_b, match_b,
+                    match_rank)
         with self.engine.begin() as conn:
             conn.execute(sa.text("INSERT INTO pairs (id, kind, session, query_item, system_a, match_a, system_b, "
-                                 "match_b, issued_at) VALUES (:id, :kind, :session, :q, :sa, :ma, :sb, :mb, :t)"),
+                                 "match_b, issued_at, match_rank, features) VALUES (:id, :kind, :session, :q, :sa, "
+                                 ":ma, :sb, :mb, :t, :r, :f)"),
                          {"id": pair.id, "kind": kind, "session": session, "q": query_item, "sa": system_a,
-                          "ma": match_a, "sb": system_b, "mb": match_b, "t": time.time()})
+                          "ma": match_a, "sb": system_b, "mb": match_b, "t": time.time(), "r": match_rank,
+                          "f": features})
         return pair
 
     def pair_items(self, pair_id: str) -> list[str]:
@@ -187,7 +205,7 @@ class VoteStore:
         """Mark the pair used (atomically) and return it; errors say why a vote is refused."""
         now = time.time()
         row = conn.execute(sa.text("SELECT id, kind, session, query_item, system_a, match_a, system_b, match_b, "
-                                   "issued_at, used_at FROM pairs WHERE id = :id"), {"id": pair_id}).first()
+                                   "issued_at, used_at, match_rank FROM pairs WHERE id = :id"), {"id": pair_id}).first()
         if row is None or row.session != session or row.kind != kind:
             raise VoteError("this pair was not issued to your session", 403)
         if row.used_at is not None:
@@ -199,7 +217,7 @@ class VoteStore:
         if claimed != 1:  # another request won the race
             raise VoteError("this pair has already been voted on", 409)
         return Pair(row.id, row.kind, row.session, row.query_item, row.system_a, row.match_a, row.system_b,
-                    row.match_b)
+                    row.match_b, row.match_rank or 1)
 
     def vote(self, pair_id: str, session: str, verdict: str, *, flag: str | None = None) -> Pair:
         """Record dope / nope for an issued single pair; returns the pair (revealing its system). A ``flag``
@@ -229,11 +247,13 @@ class VoteStore:
 
     # -- reading -----------------------------------------------------------------------------
     def tallies(self, *, flagged: bool = False) -> dict[str, tuple[int, int]]:
-        """``{system: (dope votes, all votes)}`` of the unflagged votes (``flagged``: of the flagged ones)."""
-        where = "flag IS NOT NULL" if flagged else "flag IS NULL"
+        """``{system: (dope votes, all votes)}`` of the unflagged votes on systems' top matches (``flagged``: of the
+        flagged ones). Votes on exploration pairs (a lower-ranked match) are data for learning, not for ranking."""
+        where = "v.flag IS NOT NULL" if flagged else "v.flag IS NULL"
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.text("SELECT system, SUM(CASE WHEN verdict = 'dope' THEN 1 ELSE 0 END), COUNT(*) "
-                                        f"FROM votes WHERE {where} GROUP BY system")).all()
+            rows = conn.execute(sa.text("SELECT v.system, SUM(CASE WHEN v.verdict = 'dope' THEN 1 ELSE 0 END), "
+                                        f"COUNT(*) FROM votes v JOIN pairs p ON p.id = v.pair_id WHERE {where} AND "
+                                        f"{TOP_MATCH} GROUP BY v.system")).all()
         return {r[0]: (int(r[1]), int(r[2])) for r in rows}
 
     def duel_outcomes(self, *, flagged: bool = False) -> list[tuple[str, str, str]]:
@@ -256,9 +276,36 @@ class VoteStore:
             return (int(conn.execute(sa.text("SELECT COUNT(*) FROM votes")).scalar()),
                     int(conn.execute(sa.text("SELECT COUNT(*) FROM duels")).scalar()))
 
-    def count_votes(self) -> int:
+    def count_votes(self, session: str | None = None) -> int:
+        """Verdicts recorded (``session``: of that session only)."""
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.text("SELECT COUNT(*) FROM votes")).scalar())
+            if session is None:
+                return int(conn.execute(sa.text("SELECT COUNT(*) FROM votes")).scalar())
+            return int(conn.execute(sa.text("SELECT (SELECT COUNT(*) FROM votes WHERE session = :s) + "
+                                            "(SELECT COUNT(*) FROM duels WHERE session = :s)"), {"s": session}).scalar())
+
+    def judgements(self, *, systems: list[str] | None = None, sessions: list[str] | None = None,
+                   include_flagged: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Verdicts and duels to learn from, oldest first: ``(verdicts, duels)`` as dicts.
+
+        A verdict has ``session, voted_at, system, query_item, match_item, verdict, match_rank, features``; a duel
+        ``session, voted_at, query_item, system_a, match_a, system_b, match_b, winner, features``. ``systems``: pairs
+        shown by those systems only (a duel counts when either side is one); ``sessions``: those players only.
+        Flagged votes are left out unless ``include_flagged``. Read only: learning never edits votes.
+        """
+        out = []
+        for sql in ("SELECT v.session, v.voted_at, v.system, v.query_item, v.match_item, v.verdict, p.match_rank, "
+                    "p.features, v.flag FROM votes v JOIN pairs p ON p.id = v.pair_id ORDER BY v.voted_at",
+                    "SELECT d.session, d.voted_at, d.query_item, d.system_a, d.match_a, d.system_b, d.match_b, "
+                    "d.winner, p.features, d.flag FROM duels d JOIN pairs p ON p.id = d.pair_id ORDER BY d.voted_at"):
+            with self.engine.connect() as conn:
+                rows = [row._asdict() for row in conn.execute(sa.text(sql))]
+            out.append([r for r in rows
+                        if (include_flagged or r["flag"] is None)
+                        and (sessions is None or r["session"] in sessions)
+                        and (systems is None or bool({r.get("system"), r.get("system_a"), r.get("system_b")}
+                                                     & set(systems)))])
+        return out[0], out[1]
 
     def iter_votes(self, session_as: Callable[[str], str] | None = None) -> Iterator[dict[str, Any]]:
         """Every vote, oldest first; ``session_as`` replaces session ids (e.g. by pseudonyms for the public)."""

@@ -1,6 +1,6 @@
 """Feature extractors: pretrained CNN layers (and a pixel baseline) behind a registry."""
 
-from . import efficientnet, pixels, vgg  # noqa: F401 - registers the extractors
+from . import appearance, efficientnet, pixels, vgg  # noqa: F401 - registers the extractors
 from .base import Extractor, ExtractorConfig, PreprocessConfig
 from .registry import EXTRACTORS, create_extractor, list_extractors, register_extractor
 

@@ -115,6 +115,8 @@ class Extractor(ABC):
     config: ExtractorConfig
     #: ``(C, H, W)`` when the feature vector is a flattened image (lets a conv head train on it)
     feature_shape: tuple[int, int, int] | None = None
+    #: the shape of one preprocessed input (``None``: ``(3, S, S)``, S the preprocessing's input size)
+    input_shape: tuple[int, ...] | None = None
 
     def __init__(self, config: ExtractorConfig):
         self.config = config
@@ -167,10 +169,15 @@ class Extractor(ABC):
         return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
     def preprocess_batch(self, images: list[Image.Image]) -> np.ndarray:
-        size = self.config.preprocess.input_size
         if not images:
-            return np.empty((0, 3, size, size), np.float32)
+            return np.empty((0, *self.array_shape), np.float32)
         return np.stack([self.preprocess(img) for img in images])
+
+    @property
+    def array_shape(self) -> tuple[int, ...]:
+        """The shape of ``preprocess``'s output for one image."""
+        size = self.config.preprocess.input_size
+        return self.input_shape or (3, size, size)
 
     # -- inference ---------------------------------------------------------------------------
     def fingerprint(self) -> str:

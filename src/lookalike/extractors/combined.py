@@ -24,19 +24,53 @@ from .registry import EXTRACTORS, create_extractor
 KIND = "combined"
 
 
-class CombinedExtractor(Extractor):
-    """Weighted concatenation of L2-normalised vectors from other extractors (the parts)."""
+class PartsExtractor(Extractor):
+    """An extractor whose vector is a function (``combine``) of other extractors' vectors (its parts).
+
+    Each part keeps its own preprocessing and graph; an image's input is every part's preprocessed
+    array, flattened and laid end to end.
+    """
 
     trained_model = True  # lives in a workspace; never shadows a built-in model
+    parts: list[Extractor]
+
+    def _set_parts(self, parts: list[Extractor]) -> None:
+        self.parts = parts
+        self._shapes = [p.array_shape for p in parts]
+        self._sizes = [math.prod(s) for s in self._shapes]
+        self.input_shape = (sum(self._sizes),)
+
+    def combine(self, vectors: list[np.ndarray]) -> np.ndarray:
+        """The parts' vectors (same rows, one array per part) -> this model's vectors."""
+        raise NotImplementedError
+
+    def build_torch(self):
+        raise ConfigError(f"{self.name} is made of models with their own inputs; it has no single torch module "
+                          "(its parts do)")
+
+    def preprocess(self, img: Image.Image) -> np.ndarray:
+        return np.concatenate([p.preprocess(img).ravel() for p in self.parts])
+
+    def embed_arrays(self, batch: np.ndarray) -> np.ndarray:
+        if len(batch) == 0:
+            return np.empty((0, self.dim), np.float32)
+        batch = np.asarray(batch, np.float32).reshape(len(batch), -1)
+        parts, start = [], 0
+        for part, shape, size in zip(self.parts, self._shapes, self._sizes):
+            parts.append(part.embed_arrays(batch[:, start : start + size].reshape(-1, *shape)))
+            start += size
+        return self.combine(parts)
+
+
+class CombinedExtractor(PartsExtractor):
+    """Weighted concatenation of L2-normalised vectors from other extractors (the parts)."""
 
     def __init__(self, directory: str | Path, **_: object):
         self.directory = Path(directory)
         saved = json.loads((self.directory / "model.json").read_text())
         cfg = saved["config"]
-        self.parts = [create_extractor(name) for name in cfg["models"]]
+        self._set_parts([create_extractor(name) for name in cfg["models"]])
         self.part_weights = [float(w) for w in cfg["weights"]]
-        self._shapes = [(3, p.config.preprocess.input_size, p.config.preprocess.input_size) for p in self.parts]
-        self._sizes = [math.prod(s) for s in self._shapes]
         terms = " + ".join(f"{w:g} x {p.name}" for p, w in zip(self.parts, self.part_weights))
         super().__init__(ExtractorConfig(
             name=cfg["name"], architecture=f"combined: {terms}",
@@ -45,10 +79,6 @@ class CombinedExtractor(Extractor):
             weights="the parts' weights: " + ", ".join(p.name for p in self.parts),
             license="those of the parts", description=f"late fusion of {', '.join(cfg['models'])}",
             extra={"parts": [p.config.to_dict() for p in self.parts], "part_weights": self.part_weights}))
-
-    def build_torch(self):
-        raise ConfigError(f"{self.name} combines models with their own inputs; it has no single torch module "
-                          "(its parts do)")
 
     def weights_checksum(self) -> str:
         key = json.dumps([[p.fingerprint() for p in self.parts], self.part_weights])
@@ -65,25 +95,6 @@ class CombinedExtractor(Extractor):
             out.append(v * (math.sqrt(w) / np.maximum(norm, 1e-12)))
         return np.ascontiguousarray(np.concatenate(out, axis=1), np.float32)
 
-    # An image's input is every part's preprocessed array, flattened and laid end to end.
-    def preprocess(self, img: Image.Image) -> np.ndarray:
-        return np.concatenate([p.preprocess(img).ravel() for p in self.parts])
-
-    def preprocess_batch(self, images: list[Image.Image]) -> np.ndarray:
-        if not images:
-            return np.empty((0, sum(self._sizes)), np.float32)
-        return np.stack([self.preprocess(img) for img in images])
-
-    def embed_arrays(self, batch: np.ndarray) -> np.ndarray:
-        if len(batch) == 0:
-            return np.empty((0, self.dim), np.float32)
-        batch = np.asarray(batch, np.float32).reshape(len(batch), -1)
-        parts, start = [], 0
-        for part, shape, size in zip(self.parts, self._shapes, self._sizes):
-            parts.append(part.embed_arrays(batch[:, start : start + size].reshape(-1, *shape)))
-            start += size
-        return self.combine(parts)
-
 
 def save_combined(models_dir: Path, name: str, models: list[str], weights: list[float] | None = None,
                   *, overwrite: bool = False) -> CombinedExtractor:
@@ -97,17 +108,7 @@ def save_combined(models_dir: Path, name: str, models: list[str], weights: list[
         raise ConfigError(f"--weights has {len(weights)} values for {len(models)} models")
     if not all(w > 0 and math.isfinite(w) for w in weights):
         raise ConfigError(f"--weights must be positive numbers, got {weights}")
-    if not name or any(c in name for c in "/\\ ") or name.startswith("."):
-        raise ConfigError(f"--name {name!r}: use letters, digits, '-', '_' or '.' (no spaces or slashes)")
-    if name in models:
-        raise ConfigError(f"--name {name!r} is one of the parts; choose another name")
-    if name in EXTRACTORS and not getattr(EXTRACTORS.get(name), "trained_model", False):
-        raise ConfigError(f"--name {name!r} is a built-in model; choose another name")
-    for model in models:
-        create_extractor(model)  # unknown names fail here, with the list of known ones
-    directory = models_dir / name
-    if (directory / "model.json").is_file() and not overwrite:
-        raise ConfigError(f"model {name!r} already exists in {models_dir}; pass --overwrite to replace it")
+    directory = check_new_model(models_dir, name, models, overwrite=overwrite)
     directory.mkdir(parents=True, exist_ok=True)
     saved = {"kind": KIND, "config": {"name": name, "models": list(models), "weights": weights}}
     tmp = directory / "model.json.tmp"
@@ -115,6 +116,22 @@ def save_combined(models_dir: Path, name: str, models: list[str], weights: list[
     tmp.replace(directory / "model.json")
     EXTRACTORS.add(name, _factory(directory), replace=True)
     return CombinedExtractor(directory)
+
+
+def check_new_model(models_dir: Path, name: str, parts: list[str], *, overwrite: bool = False) -> Path:
+    """Refuse a bad or taken name for a model made of ``parts``; returns its folder (not yet made)."""
+    if not name or any(c in name for c in "/\\ ") or name.startswith("."):
+        raise ConfigError(f"--name {name!r}: use letters, digits, '-', '_' or '.' (no spaces or slashes)")
+    if name in parts:
+        raise ConfigError(f"--name {name!r} is one of the parts; choose another name")
+    if name in EXTRACTORS and not getattr(EXTRACTORS.get(name), "trained_model", False):
+        raise ConfigError(f"--name {name!r} is a built-in model; choose another name")
+    for model in parts:
+        create_extractor(model)  # unknown names fail here, with the list of known ones
+    directory = models_dir / name
+    if (directory / "model.json").is_file() and not overwrite:
+        raise ConfigError(f"model {name!r} already exists in {models_dir}; pass --overwrite to replace it")
+    return directory
 
 
 def _factory(directory: Path):

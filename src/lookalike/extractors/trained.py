@@ -16,6 +16,8 @@ from ..errors import WeightsNotFoundError
 from .base import Extractor, ExtractorConfig, file_sha256
 from .combined import KIND
 from .combined import _factory as combined_factory
+from .learned import KIND as LEARNED
+from .learned import _factory as learned_factory
 from .quantized import KIND as QUANTIZED
 from .quantized import _factory as quantized_factory
 from .registry import EXTRACTORS, create_extractor
@@ -119,17 +121,14 @@ def register_trained_models(models_dir: Path) -> list[str]:
             saved = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        combined = saved.get("kind") == KIND
-        quantized = saved.get("kind") == QUANTIZED
-        if not (combined or quantized) and saved.get("best_epoch", 0) < 1:
+        kind = saved.get("kind")
+        if kind not in (KIND, QUANTIZED, LEARNED) and saved.get("best_epoch", 0) < 1:
             continue
         name = saved["config"]["name"]
         if name in EXTRACTORS and not getattr(EXTRACTORS.get(name), "trained_model", False):
             continue  # never shadow a built-in model
-        if combined:
-            factory = combined_factory(path.parent)
-        elif quantized:
-            factory = quantized_factory(path.parent)
+        if kind in (KIND, QUANTIZED, LEARNED):
+            factory = {KIND: combined_factory, QUANTIZED: quantized_factory, LEARNED: learned_factory}[kind](path.parent)
         else:
             def factory(_directory=path.parent, **_: object) -> TrainedExtractor:
                 return TrainedExtractor(_directory)

@@ -34,6 +34,8 @@ from .leaderboard import LeaderboardCache, approval_svg
 from .security import BodyLimit, LookupLog, RateLimiter, Signer, load_secret
 from ..votes import VoteError, VoteStore
 from .work import PoolFull, WorkPool
+from .taste import MINE, TasteJobs
+from .taste import router as taste_router
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "lookalike_session"
@@ -78,6 +80,13 @@ class Settings:
     light_queue: int = 64
     api_docs: bool = False  # /docs and /redoc load Swagger UI / ReDoc from a CDN: off unless asked for
     admin_token: str | None = None  # the full vote export (with session ids); default $LOOKALIKE_ADMIN_TOKEN
+    # Learning from votes: a share of game pairs shows a lower-ranked match (rank 2..explore_depth), so votes say
+    # what else would have pleased; the leaderboard counts top matches only (docs/web.md)
+    explore: float = 0.5
+    explore_depth: int = 30
+    taste_votes: int = 50  # votes a player needs before "learn my taste"
+    taste_base: str | None = None  # MODEL/METRIC a personal taste starts from; default the first served system
+    mine_share: float = 0.5  # of a player's pairs, once their own model is ready
 
 
 class ErrorOut(BaseModel):
@@ -117,6 +126,11 @@ class App:
     """State shared by the routes: workspace, search engine, vote store, signers."""
 
     def __init__(self, workspace: Workspace, settings: Settings):
+        if not (0 <= settings.explore <= 1 and 0 <= settings.mine_share <= 1) or settings.explore_depth < 2 \
+                or settings.taste_votes < 2:
+            raise ConfigError(f"explore and mine_share must lie in [0, 1], explore_depth and taste_votes be at least 2; "
+                              f"got {settings.explore}, {settings.mine_share}, {settings.explore_depth}, "
+                              f"{settings.taste_votes}")
         if min(settings.workers, settings.light_workers) < 1 or min(settings.queue, settings.light_queue) < 0:
             raise ConfigError(f"workers must be at least 1 and queue at least 0, got {settings.workers} and "
                               f"{settings.queue} (light work: {settings.light_workers} and {settings.light_queue})")
@@ -140,6 +154,11 @@ class App:
         self.leaderboards = LeaderboardCache()
         self.systems = self._systems(settings.systems)
         self._ids: dict[str, list[str]] = {}
+        self._features: dict[str, tuple[str, str]] = {}
+        base = settings.taste_base or next(iter(self.systems), None)
+        if base is not None and base not in self.systems:
+            raise ConfigError(f"taste base {base!r} is not a served system; choose one of: {', '.join(self.systems)}")
+        self.tastes = TasteJobs(workspace, db_url, base, settings.taste_votes)
 
     def _systems(self, wanted: list[str] | None) -> list[str]:
         models = self.workspace.extracted_models()
@@ -150,12 +169,31 @@ class App:
                     raise ConfigError(f"system {system!r}: no {model!r} features in this workspace "
                                       f"(extracted: {', '.join(models) or 'none'})")
             return [f"{m}/{Metric.parse(x).value}" for m, x in (s.rsplit("/", 1) for s in wanted)]
-        return [f"{m}/{metric.value}" for m in models for metric in Metric]
+        out = []
+        for model in models:  # a learned model under its own metric only; one player's taste for them alone
+            saved = learned_model(self.workspace, model)
+            if saved is None:
+                out += [f"{model}/{metric.value}" for metric in Metric]
+            elif not saved.get("personal"):
+                out.append(f"{model}/{'l1' if saved['config']['base_metric'] == 'l1' else 'l2'}")
+        return out
+
+    def session_id(self, request: Request) -> str:
+        """The caller's anonymous session (a new one is being set on this response when it had none)."""
+        return self.session_of(request) or request.scope.get("state", {}).get("session")
 
     def item_ids(self, model: str) -> list[str]:
         if model not in self._ids:
             self._ids[model] = self.workspace.feature_store(model).ids()
         return self._ids[model]
+
+    def features_of(self, model: str) -> str:
+        """Which features made a model's matches (the extractor fingerprint in its store's manifest, shortened)."""
+        store = self.workspace.feature_store(model)
+        stamp = store.fingerprint()  # a stat while the store is unchanged: the manifest is read again only then
+        if self._features.get(model, ("",))[0] != stamp:
+            self._features[model] = (stamp, store.manifest().get("extractor_fingerprint", "")[:16])
+        return self._features[model][1]
 
     def nearest(self, item_id: str, system: str, k: int = 1) -> list[Match]:
         model, metric = parse_system(system)
@@ -180,6 +218,16 @@ class App:
 
     def session_of(self, request: Request) -> str | None:
         return self.sessions.unsign(request.cookies.get(SESSION_COOKIE))
+
+
+def learned_model(workspace: Workspace, model: str) -> dict[str, Any] | None:
+    """The saved ``model.json`` of a model learned from votes (``None`` for every other model)."""
+    path = workspace.models_dir / model / "model.json"
+    try:
+        saved = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+    return saved if saved and saved.get("kind") == "learned" else None
 
 
 def item_json(match: Match | None = None, *, item_id: str | None = None, category: str | None = None,
@@ -213,6 +261,7 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
         yield
+        state.tastes.close()
         state.votes.close()
 
     docs = {} if state.settings.api_docs else {"docs_url": None, "redoc_url": None}  # Swagger UI needs a CDN
@@ -223,6 +272,7 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
     app.add_middleware(BodyLimit, default=state.settings.max_body_bytes,
                        limits={"/api/search": state.settings.max_upload_bytes + 64 * 1024})
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(taste_router)
 
     # -- errors: a clear 4xx with a message, never a 500 for bad input ------------------------
     @app.exception_handler(LookalikeError)
@@ -271,8 +321,7 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
             response.headers["Cache-Control"] = "private" + (f", {cache}" if cache and "private" not in cache else "")
         return response
 
-    def session_id(request: Request) -> str:
-        return state.session_of(request) or request.scope.get("state", {}).get("session")
+    session_id = state.session_id
 
     # -- pages --------------------------------------------------------------------------------
 
@@ -299,11 +348,18 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
         return page("map", "Catalogue map", maps=list_maps(workspace))
 
     # -- search ---------------------------------------------------------------------------------
-    @app.get("/api/systems", summary="The search systems (model/metric) this app serves")
-    def systems() -> dict[str, Any]:
-        return {"systems": state.systems, "items": len(workspace.catalogue)}
+    @app.get("/api/systems", summary="The search systems (model/metric) this app serves; 'mine' once yours is ready")
+    def systems(request: Request) -> dict[str, Any]:
+        mine = [MINE] if state.tastes.system_of(session_id(request)) else []
+        return {"systems": state.systems + mine, "items": len(workspace.catalogue)}
 
-    def check_system(system: str) -> tuple[str, Metric]:
+    def check_system(system: str, request: Request | None = None) -> tuple[str, Metric]:
+        if system == MINE:
+            own = state.tastes.system_of(session_id(request)) if request is not None else None
+            if own is None:
+                raise HTTPException(409, f"you have no taste model yet: vote on {state.settings.taste_votes} pairs in "
+                                         "Dope or Nope, then learn your taste")
+            return parse_system(own)
         if not state.systems:
             raise HTTPException(409, "no search systems: extract features first (lookalike extract --model NAME)")
         system = system or state.systems[0]
@@ -317,7 +373,8 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
         return k
 
     @app.post("/api/search", summary="Search the catalogue with an uploaded photo")
-    async def search_upload(file: Annotated[UploadFile, File(description="the photo (JPEG, PNG, WebP, ...)")],
+    async def search_upload(request: Request,
+                            file: Annotated[UploadFile, File(description="the photo (JPEG, PNG, WebP, ...)")],
                             system: Annotated[str, Form()] = "",
                             k: Annotated[int, Form()] = 12,
                             box: Annotated[str, Form(description="x1,y1,x2,y2 in pixels, 'auto' (find the item; "
@@ -325,7 +382,7 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
                             ) -> dict[str, Any]:
         from ..images import parse_box
 
-        model, metric = check_system(system)
+        model, metric = check_system(system, request)
         check_k(k)
         data = await file.read(state.settings.max_upload_bytes + 1)
         if len(data) > state.settings.max_upload_bytes:
@@ -341,7 +398,7 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
 
     @app.get("/api/search/item", summary="Search from a catalogue item (excluded from its own results)")
     async def search_item(request: Request, item_id: str, system: str = Query(""), k: int = 12) -> dict[str, Any]:
-        model, metric = check_system(system)
+        model, metric = check_system(system, request)
         check_k(k)
         state.lookups.record(voter_keys(request), item_id)
         result = await state.light_pool.run(state.engine.search_item, item_id, model, metric, k)
@@ -380,11 +437,16 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
 
     def make_game_pair(session: str) -> dict[str, Any]:
         check_system("")
-        system = random.choice(state.systems)
+        own = state.tastes.system_of(session)
+        system = own if own and random.random() < state.settings.mine_share else random.choice(state.systems)
         model, _ = parse_system(system)
         query = random_query(model)
-        match = state.nearest(query, system)[0]
-        pair = state.votes.issue("single", session, query, system, match.item_id)
+        # exploration: a lower-ranked match now and then, so that votes can say what else would have pleased
+        explore = random.random() < state.settings.explore
+        results = state.nearest(query, system, random.randint(2, state.settings.explore_depth) if explore else 1)
+        match, rank = results[-1], len(results)
+        pair = state.votes.issue("single", session, query, system, match.item_id, match_rank=rank,
+                                 features=state.features_of(model))
         query_item = workspace.catalogue.get(query)
         return {"token": state.tokens.sign(pair.id), "query": item_json(item_id=query, category=query_item.category),
                 "match": item_json(item_id=match.item_id, category=match.category)}
@@ -450,7 +512,8 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
                 break
         else:
             raise HTTPException(409, "could not find an item on which two systems disagree; try again")
-        pair = state.votes.issue("duel", session, query, a, match_a.item_id, b, match_b.item_id)
+        pair = state.votes.issue("duel", session, query, a, match_a.item_id, b, match_b.item_id,
+                                 features=f"{state.features_of(model_a)},{state.features_of(model_b)}")
         query_item = workspace.catalogue.get(query)
         return {"token": state.tokens.sign(pair.id), "query": item_json(item_id=query, category=query_item.category),
                 "a": item_json(item_id=match_a.item_id, category=match_a.category),

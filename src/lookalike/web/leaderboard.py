@@ -130,8 +130,11 @@ class LeaderboardCache:
             cached = self._cache.get(key)
             if cached is not None and (cached[0] == revision or time.monotonic() - cached[1] < self.max_age):
                 return cached[2]
-            board = {"approval": as_dicts(approval_table(store.tallies(), systems)),
-                     "duels": as_dicts(duel_table(store.duel_outcomes(), systems, bootstrap=bootstrap)),
+            served = set(systems)  # one player's own taste model ("mine") is nobody else's business
+            tallies = {s: t for s, t in store.tallies().items() if s in served}
+            outcomes = [o for o in store.duel_outcomes() if o[0] in served and o[1] in served]
+            board = {"approval": as_dicts(approval_table(tallies, systems)),
+                     "duels": as_dicts(duel_table(outcomes, systems, bootstrap=bootstrap)),
                      "votes": store.count_votes(), "left_out": store.flag_counts(), "bootstrap": bootstrap}
             self._cache[key] = (revision, time.monotonic(), board)
             return board

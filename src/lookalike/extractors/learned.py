@@ -1,0 +1,79 @@
+"""Models learned from votes (``lookalike learn``): a base model's distance re-weighted by a taste.
+
+``WS/models/NAME/`` holds ``model.json`` (kind ``learned``: base model and metric, the weights, what
+the model learned from) and ``space.npz`` (principal directions and scales). The vector is
+``PairSpace.embed(base vector, appearance numbers, weights)``: searched with the model's own metric
+(L1 for an L1 base, else L2), its distance is the learned one. Like a combined model, it is built
+from its parts' stored vectors when they have them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..metrics import Metric
+from .base import ExtractorConfig
+from .combined import PartsExtractor
+from .registry import create_extractor
+
+KIND = "learned"
+
+
+class LearnedExtractor(PartsExtractor):
+    """``[base, appearance] -> learned vector`` (see ``lookalike.taste.space``)."""
+
+    def __init__(self, directory: str | Path, **_: object):
+        from ..taste.space import PairSpace
+
+        self.directory = Path(directory)
+        saved = json.loads((self.directory / "model.json").read_text())
+        cfg = saved["config"]
+        self.saved = saved
+        self._set_parts([create_extractor(cfg["base"]), create_extractor("appearance")])
+        with np.load(self.directory / "space.npz") as arrays:
+            self.space = PairSpace.from_arrays(Metric.parse(cfg["base_metric"]), dict(arrays))
+        self.weights = np.asarray(saved["weights"], np.float64)
+        self.metric = self.space.learned_metric
+        learned = saved.get("learned_from", {})
+        super().__init__(ExtractorConfig(
+            name=cfg["name"], architecture=f"{cfg['base']} ({cfg['base_metric']}) re-weighted by a learned taste",
+            layer=f"base vector, {len(self.space.directions)} principal directions and appearance numbers, "
+                  f"weighted ({self.metric.value})",
+            dim=self.parts[0].dim + len(self.space.directions) + self.parts[1].dim,
+            preprocess=self.parts[0].config.preprocess,
+            weights=f"learned from {learned.get('votes', 0)} votes" + (" (the base alone: the votes taught "
+                                                                        "nothing beyond it)" if saved.get("is_base") else ""),
+            license="same as the base model", description=f"{cfg['base']} with a taste learned from Dope-or-Nope votes",
+            extra={"base": cfg["base"], "base_metric": cfg["base_metric"], "metric": self.metric.value}))
+
+    @property
+    def metrics(self) -> tuple[Metric, ...]:
+        """The metrics this model's vectors mean something under (just its own)."""
+        return (self.metric,)
+
+    @property
+    def personal(self) -> bool:
+        """One player's taste (``--session``): served to that player only."""
+        return bool(self.saved.get("personal"))
+
+    def weights_checksum(self) -> str:
+        digest = hashlib.sha256()
+        digest.update(json.dumps([[p.fingerprint() for p in self.parts], self.saved["weights"]]).encode())
+        digest.update((self.directory / "space.npz").read_bytes())
+        return digest.hexdigest()
+
+    def combine(self, vectors: list[np.ndarray]) -> np.ndarray:
+        base, appearance = vectors
+        return self.space.embed(base, appearance, self.weights)
+
+
+def _factory(directory: Path):
+    def factory(**_: object) -> LearnedExtractor:
+        return LearnedExtractor(directory)
+
+    factory.trained_model = True
+    return factory

@@ -1,0 +1,1 @@
+"""Learning from votes: tastes fitted to Dope-or-Nope verdicts, and simulated players to measure them."""

@@ -1,0 +1,124 @@
+"""The components a taste weighs, and the vectors that make the weighted distance searchable.
+
+For a base model searched under ``metric``, the components of an item pair ``(q, m)`` are:
+
+- ``base``: the base's own distance (normalised by its median on the voted pairs);
+- ``direction k``: the difference along the base's ``k``-th principal direction;
+- ``appearance j``: the difference in the ``j``-th appearance number (standardised on the catalogue).
+
+Under L2 (and Hamming, whose codes are compared as +-1 vectors) a component is a squared
+difference, under L1 an absolute one. Either way ``sum_i w_i c_i(q, m)`` is exactly the L2 (L1)
+distance between ``embed(q)`` and ``embed(m)``, so a learned taste is a model like any other: its
+vectors go into the usual indexes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..metrics import Metric
+from ..extractors.appearance import GROUPS, NAMES
+
+#: principal directions of the base offered to a taste
+DIRECTIONS = 16
+
+
+def component_names(directions: int = DIRECTIONS) -> list[str]:
+    return ["base"] + [f"direction{k}" for k in range(directions)] + [f"appearance:{n}" for n in NAMES]
+
+
+def component_groups(directions: int = DIRECTIONS) -> dict[str, list[int]]:
+    """Component positions by group: ``base``, ``directions`` and each appearance group."""
+    out = {"base": [0], "directions": list(range(1, 1 + directions))}
+    start = 1 + directions
+    for group, names in GROUPS:
+        out[group] = list(range(start, start + len(names)))
+        start += len(names)
+    return out
+
+
+@dataclass
+class PairSpace:
+    """Everything needed to turn (base vector, appearance numbers) into components or learned vectors."""
+
+    metric: Metric  # the base's metric
+    base_scale: float  # typical base distance on voted pairs
+    directions: np.ndarray  # (K, D) principal directions of the base vectors
+    direction_scales: np.ndarray  # (K,) typical difference along each direction
+    appearance_mean: np.ndarray  # (A,)
+    appearance_std: np.ndarray  # (A,)
+
+    @property
+    def learned_metric(self) -> Metric:
+        """The metric a learned model is searched with: L1 for an L1 base, L2 otherwise."""
+        return Metric.L1 if self.metric is Metric.L1 else Metric.L2
+
+    @property
+    def size(self) -> int:
+        return 1 + len(self.directions) + len(self.appearance_mean)
+
+    @classmethod
+    def fit(cls, metric: Metric, base_sample: np.ndarray, appearance_sample: np.ndarray,
+            directions: int = DIRECTIONS, seed: int = 0) -> PairSpace:
+        """Directions and scales from a sample of the catalogue's vectors (rows of both arrays: same items)."""
+        base = np.asarray(base_sample, np.float64)
+        centred = base - base.mean(0)
+        _, _, vt = np.linalg.svd(centred[: min(len(centred), 20_000)], full_matrices=False)
+        k = min(directions, vt.shape[0])
+        dirs = np.zeros((directions, base.shape[1]))
+        dirs[:k] = vt[:k]
+        space = cls(metric, 1.0, dirs, np.ones(directions), appearance_sample.mean(0).astype(np.float64),
+                    np.maximum(appearance_sample.std(0), 1e-6).astype(np.float64))
+        rng = np.random.default_rng(seed)
+        a, b = rng.integers(0, len(base), (2, min(len(base), 4000)))
+        raw = space._raw(base[a], base[b])
+        space.base_scale = float(max(np.median(raw[:, 0]), 1e-12))
+        space.direction_scales = np.maximum(np.median(raw[:, 1 : 1 + directions], axis=0), 1e-12)
+        return space
+
+    def _diff(self, x: np.ndarray) -> np.ndarray:
+        return x * x if self.metric is not Metric.L1 else np.abs(x)
+
+    def _raw(self, base_q: np.ndarray, base_m: np.ndarray) -> np.ndarray:
+        if self.metric is Metric.HAMMING:
+            d0 = ((base_q > 0) != (base_m > 0)).sum(1).astype(np.float64)
+        elif self.metric is Metric.L1:
+            d0 = np.abs(base_q - base_m).sum(1)
+        else:
+            d0 = ((base_q - base_m) ** 2).sum(1)
+        along = (np.asarray(base_q, np.float64) - base_m) @ self.directions.T
+        return np.concatenate([d0[:, None], self._diff(along)], axis=1)
+
+    def components(self, base_q: np.ndarray, base_m: np.ndarray, app_q: np.ndarray, app_m: np.ndarray) -> np.ndarray:
+        """``(n, size)`` components of n item pairs (rows of the four arrays)."""
+        raw = self._raw(np.asarray(base_q, np.float64), np.asarray(base_m, np.float64))
+        raw[:, 0] /= self.base_scale
+        raw[:, 1:] /= self.direction_scales
+        app = self._diff((np.asarray(app_q, np.float64) - app_m) / self.appearance_std)
+        return np.concatenate([raw, app], axis=1)
+
+    def embed(self, base: np.ndarray, appearance: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Vectors whose ``learned_metric`` distance is ``sum_i weights_i * components_i``."""
+        base = np.asarray(base, np.float32)
+        k = len(self.directions)
+        scale = np.sqrt if self.metric is not Metric.L1 else (lambda x: x)
+        w = np.asarray(weights, np.float64)
+        if self.metric is Metric.HAMMING:  # |s_q - s_m|^2 = 4 x Hamming for s = +-1
+            head = np.where(base > 0, 1.0, -1.0) * scale(w[0] / (4 * self.base_scale))
+        else:
+            head = base * scale(w[0] / self.base_scale)
+        along = (base.astype(np.float64) @ self.directions.T) * scale(w[1 : 1 + k] / self.direction_scales)
+        app = (np.asarray(appearance, np.float64) - self.appearance_mean) / self.appearance_std * scale(w[1 + k :])
+        return np.ascontiguousarray(np.concatenate([head, along, app], axis=1), np.float32)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"directions": self.directions, "direction_scales": self.direction_scales,
+                "appearance_mean": self.appearance_mean, "appearance_std": self.appearance_std,
+                "base_scale": np.asarray([self.base_scale])}
+
+    @classmethod
+    def from_arrays(cls, metric: Metric, arrays: dict[str, np.ndarray]) -> PairSpace:
+        return cls(metric, float(arrays["base_scale"][0]), arrays["directions"], arrays["direction_scales"],
+                   arrays["appearance_mean"], arrays["appearance_std"])
