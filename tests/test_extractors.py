@@ -28,10 +28,10 @@ def photos(photo_paths):
 
 
 def test_registry_lists_and_names_choices():
-    assert list_extractors() == ["efficientnet-lite0", "efficientnet-lite0-gem", "efficientnet-lite0-rmac",
+    assert list_extractors() == ["appearance", "efficientnet-lite0", "efficientnet-lite0-gem", "efficientnet-lite0-rmac",
                                  "efficientnet-lite2", "pixels", "vgg16-fc6", "vgg16-fc7", "vgg16-pool5"]
     assert list_extractors("vgg16*") == ["vgg16-fc6", "vgg16-fc7", "vgg16-pool5"]
-    with pytest.raises(UnknownNameError, match="unknown model 'resnet50'; choose one of: efficientnet-lite0"):
+    with pytest.raises(UnknownNameError, match="unknown model 'resnet50'; choose one of: appearance, efficientnet-lite0"):
         create_extractor("resnet50")
 
 

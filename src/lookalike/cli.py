@@ -278,6 +278,31 @@ def cmd_combine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_learn(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .taste.learn import learn
+
+    ws = _workspace(args)
+    bar = tqdm(total=100, desc=f"learn {args.name}", unit="%", disable=None)
+
+    def progress(stage: str, fraction: float) -> None:
+        bar.set_postfix_str(stage)
+        bar.update(round(100 * fraction) - bar.n)
+
+    try:
+        result = learn(ws, args.base, args.metric, args.name, sessions=args.session or None, db_url=args.db,
+                       all_systems=args.all_systems, min_votes=args.min_votes, include_flagged=args.include_flagged,
+                       overwrite=args.overwrite, progress=progress, seed=args.seed, shortlist=args.shortlist)
+    finally:
+        bar.close()
+    print("\n".join(result.lines()))
+    metric = "l1" if result.base_system.endswith("/l1") else "l2"
+    print(f"search with it: lookalike search --model {result.name} --metric {metric} -w {ws.root}; it competes in "
+          "Dope or Nope when served" + (" (one player's taste: served to that player only)" if args.session else ""))
+    return 0
+
+
 def cmd_photos_make(args: argparse.Namespace) -> int:
     from .photos import make_query_photos
 
@@ -309,7 +334,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .web import Settings
 
     systems = [s.strip() for s in args.systems.split(",") if s.strip()] if args.systems else None
-    pool = {k: v for k, v in (("workers", args.workers), ("queue", args.queue)) if v is not None}
+    pool = {k: v for k, v in (("workers", args.workers), ("queue", args.queue), ("explore", args.explore),
+                              ("taste_votes", args.taste_votes), ("taste_base", args.taste_base)) if v is not None}
     return _serve(_workspace(args), Settings(db_url=args.db, secret=args.secret, systems=systems,
                                              max_upload_bytes=args.max_upload_mb * 1024 * 1024,
                                              secure_cookies=args.secure_cookies, admin_token=args.admin_token,
@@ -549,6 +575,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None, help="comma-separated positive weights (default: all 1)")
     p.add_argument("--overwrite", action="store_true", help="replace a combined model of that name")
 
+    p = add("learn", cmd_learn, "learn a new model from the Dope-or-Nope votes on a base system (a taste)")
+    p.add_argument("--base", required=True, help="the base model, e.g. efficientnet-lite0")
+    p.add_argument("--metric", default="l2", help="the base system's metric (default l2)")
+    p.add_argument("--name", required=True, help="name of the learned model")
+    p.add_argument("--session", action="append", default=[],
+                   help="learn one player's taste from their votes only (a session id from the admin vote export; "
+                        "repeat for several)")
+    p.add_argument("--db", default=None, help="votes database URL (default: sqlite in the workspace)")
+    p.add_argument("--all-systems", action="store_true",
+                   help="learn from every verdict, whichever system showed the pair (a verdict is about two items)")
+    p.add_argument("--min-votes", type=int, default=50, help="fewest votes to learn from (default 50)")
+    p.add_argument("--include-flagged", action="store_true",
+                   help="also learn from flagged votes (e.g. on items the voter looked up first)")
+    p.add_argument("--shortlist", type=int, default=30,
+                   help="the base's nearest items the learned taste re-ranks (default 30, as the game explores)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace a learned model of that name")
+
     p = add("map", cmd_map, "2-D t-SNE map of a seeded sample of the catalogue (for the web page and reports)")
     p.add_argument("--model", required=True)
     p.add_argument("--sample", type=int, default=2000, help="items in the map (default 2000)")
@@ -575,6 +619,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "but one)")
     p.add_argument("--queue", type=int, default=None,
                    help="requests that may wait for a worker before the server answers 503 (default 8)")
+    p.add_argument("--explore", type=float, default=None,
+                   help="share of game pairs showing a lower-ranked match (rank 2-30), to learn tastes from (default "
+                        "0.5; the leaderboard counts top matches only)")
+    p.add_argument("--taste-votes", type=int, default=None,
+                   help="votes a player needs before 'learn my taste' (default 50)")
+    p.add_argument("--taste-base", default=None,
+                   help="MODEL/METRIC personal tastes start from (default: the first served system)")
     p.add_argument("--log-level", default="info")
 
     p = add("info", cmd_info, "summarise a workspace")

@@ -256,13 +256,14 @@ def gallery_index_spec(workspace: Workspace, model: str, metric: Metric) -> tupl
     of ``(model, metric)`` (what search and serve use), with data-chosen ones (IVF's ``nlist``) chosen again
     for the gallery; exact ``faiss-flat`` when none is stored."""
     from .index import INDEXES
-    from .search import DEFAULT_BACKEND
+    from .search import default_index_spec
 
     meta = ItemIndex.read_meta(workspace.index_dir(model, metric.value))
     if meta is None:
-        return DEFAULT_BACKEND, {}
+        return default_index_spec(workspace, model, metric)
     declared = INDEXES.get(meta.backend).PARAMS
-    return meta.backend, {k: v for k, v in meta.params.items() if k in declared and declared[k].default is not None}
+    return meta.backend, {k: v for k, v in meta.params.items()
+                          if k in declared and (declared[k].default is not None or declared[k].required)}
 
 
 def _score(model: str, metric: str, hits: np.ndarray, relevant: np.ndarray, query_cats: np.ndarray,
@@ -281,7 +282,29 @@ def _score(model: str, metric: str, hits: np.ndarray, relevant: np.ndarray, quer
     return EvalRow(model, metric, float(hits[:, 0].mean()), precision, recall, float(np.mean(ap)), per_cat)
 
 
-class RetrievalEvaluator:
+class Evaluator:
+    """Scores a model on fixed data, built once and called at every checkpoint (sentence-transformers style).
+
+    ``__call__(model)`` returns named scores; ``primary`` names the one that chooses checkpoints, and
+    ``greater_is_better`` its direction. ``train`` chooses epochs with a ``RetrievalEvaluator``, ``learn``
+    chooses how far a taste moves from its base with ``VoteEvaluator``s (``lookalike.taste.fit``).
+    """
+
+    name: str = "evaluator"
+    primary: str = ""
+    greater_is_better: bool = True
+
+    def __call__(self, model) -> dict[str, float]:  # noqa: ANN001 - each evaluator knows its kind of model
+        raise NotImplementedError
+
+    def better(self, a: dict[str, float], b: dict[str, float] | None) -> bool:
+        """Whether scores ``a`` beat scores ``b`` on the primary score (anything beats ``None``)."""
+        if b is None:
+            return True
+        return a[self.primary] > b[self.primary] if self.greater_is_better else a[self.primary] < b[self.primary]
+
+
+class RetrievalEvaluator(Evaluator):
     """Scores a vector transform on fixed queries and gallery: built once, called every epoch.
 
     Queries and gallery are vectors in one base space (e.g. a frozen backbone's); ``__call__(transform)``
@@ -305,6 +328,7 @@ class RetrievalEvaluator:
         self.query_items = query_items
         self.metric = Metric.parse(metric)
         self.name = name
+        self.primary = "score"  # top-1, averaged with item Recall@10 when queries name their item
 
     def __call__(self, transform=None) -> dict[str, float]:
         queries = self.queries if transform is None else transform(self.queries)
@@ -319,4 +343,5 @@ class RetrievalEvaluator:
             named = [(row, i) for row, i in zip(found, self.query_items) if i is not None]
             for k in (1, 10):
                 scores[f"item_recall@{k}"] = float(np.mean([i in [g for g, _ in row[:k]] for row, i in named]))
+        scores["score"] = (scores["top1"] + scores.get("item_recall@10", scores["top1"])) / 2
         return scores

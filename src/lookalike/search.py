@@ -37,6 +37,22 @@ class SearchResult:
                 "results": [asdict(m) for m in self.results]}
 
 
+def default_index_spec(workspace: Workspace, model: str, metric: Metric | str) -> tuple[str, dict[str, Any]]:
+    """The index a model gets when none is stored: what the model declares (a model learned from votes
+    re-ranks its base's shortlist under its own metric), else exact ``faiss-flat``."""
+    saved_path = workspace.models_dir / model / "model.json"
+    if saved_path.is_file() and Metric.parse(metric) is not Metric.HAMMING:
+        import json
+
+        try:
+            saved = json.loads(saved_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            saved = {}
+        if saved.get("kind") == "learned" and "index" in saved:
+            return saved["index"]["backend"], dict(saved["index"]["params"])
+    return DEFAULT_BACKEND, {}
+
+
 class SearchEngine:
     """Loads (or builds) indexes of a workspace once and answers queries; safe to share between threads.
 
@@ -60,7 +76,9 @@ class SearchEngine:
         meta = ItemIndex.read_meta(self.workspace.index_dir(model, Metric.parse(metric).value))
         if meta is not None:
             return meta.backend, dict(meta.params)
-        return self.backend or DEFAULT_BACKEND, dict(self.params or {})
+        if self.backend is None:
+            return default_index_spec(self.workspace, model, metric)
+        return self.backend, dict(self.params or {})
 
     def build_index(self, model: str, metric: Metric | str, *, backend: str | None = None,
                     params: dict[str, Any] | None = None) -> ItemIndex:
@@ -199,7 +217,12 @@ class SearchEngine:
         from .extractors import create_extractor
 
         with self._lock:
-            if model not in self._extractors:
+            cached = self._extractors.get(model)
+            if cached is not None and cached.weights_checksum() != \
+                    self.workspace.feature_store(model).manifest()["weights_sha256"]:
+                cached = self._extractors.pop(model)  # the model was trained again since (e.g. a taste re-learned)
+                cached = None
+            if cached is None:
                 extractor = create_extractor(model, weights=weights)
                 wanted = self.workspace.feature_store(model).manifest()["weights_sha256"]
                 if extractor.weights_checksum() != wanted:

@@ -61,10 +61,12 @@ class LearnedExtractor(PartsExtractor):
         return bool(self.saved.get("personal"))
 
     def weights_checksum(self) -> str:
-        digest = hashlib.sha256()
-        digest.update(json.dumps([[p.fingerprint() for p in self.parts], self.saved["weights"]]).encode())
-        digest.update((self.directory / "space.npz").read_bytes())
-        return digest.hexdigest()
+        if getattr(self, "_checksum", None) is None:
+            digest = hashlib.sha256()
+            digest.update(json.dumps([[p.fingerprint() for p in self.parts], self.saved["weights"]]).encode())
+            digest.update((self.directory / "space.npz").read_bytes())
+            self._checksum = digest.hexdigest()
+        return self._checksum
 
     def combine(self, vectors: list[np.ndarray]) -> np.ndarray:
         base, appearance = vectors

@@ -45,6 +45,7 @@ class Param:
     default: int | None
     help: str
     search_time: bool = False  # changes how it searches, not what it stores
+    required: bool = False  # no default: the caller must give it (e.g. a vector layout)
 
 
 class VectorIndex(ABC):
@@ -72,6 +73,10 @@ class VectorIndex(ABC):
             raise ConfigError(f"unknown parameter(s) {', '.join(unknown)} for index backend {cls.backend!r}; "
                               f"its parameters: {choices}")
         out = {name: p.default for name, p in cls.PARAMS.items()}
+        missing = [name for name, p in cls.PARAMS.items() if p.required and params.get(name) is None]
+        if missing:
+            raise ConfigError(f"index backend {cls.backend!r} needs {', '.join(missing)}: "
+                              + "; ".join(f"{n} ({cls.PARAMS[n].help})" for n in missing))
         for name, value in params.items():
             if value is None:
                 continue

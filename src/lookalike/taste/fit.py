@@ -21,6 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import minimize
 
+from ..evaluation import Evaluator
+
+#: the base distance's weight never falls below this (components are about 1 on random pairs)
+MIN_BASE_WEIGHT = 1e-3
 #: penalty strengths tried, strongest first (per vote, on the sum of the non-base weights)
 PENALTIES = (0.3, 0.1, 0.03, 0.01, 0.003)
 
@@ -50,7 +54,7 @@ class Taste:
 
     weights: np.ndarray
     bias: float
-    penalty: float | None  # None: the base alone
+    penalty: float | str | None  # None: the base alone ("rate": no distance, only while choosing)
     scores: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -90,18 +94,23 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
-def fit_weights(votes: VoteSet, penalty: float | None) -> Taste:
-    """Weights for one penalty strength (``None``: the base's weight and the bias only)."""
+def fit_weights(votes: VoteSet, penalty: float | str | None) -> Taste:
+    """Weights for one penalty strength (``None``: the base's weight and the bias only; ``"rate"``: the bias
+    only, i.e. the dope rate, no distance at all)."""
     n_components = votes.single.shape[1] if len(votes.single) else votes.winner.shape[1]
     free = np.ones(n_components + 1)
-    if penalty is None:
-        free[1:-1] = 0.0
+    if penalty is None or penalty == "rate":
+        free[1 if penalty is None else 0 : -1] = 0.0
     start = np.concatenate([[1.0], np.zeros(n_components - 1), [1.0]]) * free
-    bounds = [(0.0, None)] * n_components + [(None, None)]
-    result = minimize(_objective, start, args=(votes, penalty or 0.0, free), jac=True, method="L-BFGS-B",
+    # the base keeps a (tiny) positive weight: its block of a learned vector must still rank the base's shortlist
+    bounds = [(MIN_BASE_WEIGHT, None)] + [(0.0, None)] * (n_components - 1) + [(None, None)]
+    strength = penalty if isinstance(penalty, float) else 0.0
+    result = minimize(_objective, start, args=(votes, strength, free), jac=True, method="L-BFGS-B",
                       bounds=bounds, options={"maxiter": 500})
     weights, bias = _unpack(result.x * free)
-    return Taste(np.maximum(weights, 0.0), bias, penalty)
+    weights = np.maximum(weights, 0.0)
+    weights[0] = max(weights[0], MIN_BASE_WEIGHT)
+    return Taste(weights, bias, penalty)
 
 
 def grouped_folds(votes: VoteSet, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -117,37 +126,61 @@ def learn_taste(votes: VoteSet, *, folds: int = 5, seed: int = 0,
                 penalties: tuple[float, ...] = PENALTIES) -> Taste:
     """Choose the penalty on held-out votes (grouped cross-validation), then fit on every vote.
 
-    ``scores`` holds each candidate's held-out loss per vote (``heldout_loss[base]``, ``heldout_loss[0.1]``...),
-    the chosen one's and the base's held-out accuracy of verdicts and duels.
+    The reference is the better of the base alone and no distance at all (the dope rate): a taste must
+    predict held-out votes better than that by more than one standard error, with a weaker penalty chosen
+    only when it also beats the stronger ones. Otherwise the result is the base (``weights = [1, 0, ...]``).
+    ``scores`` holds each candidate's held-out loss per vote and the held-out accuracy of the choice and of
+    the base.
     """
-    splits = grouped_folds(votes, folds, seed)
-    candidates: list[float | None] = [None, *penalties]
+    evaluators = [(rows, VoteEvaluator(votes.take(*rows))) for rows in grouped_folds(votes, folds, seed)]
+    candidates: list[float | str | None] = ["rate", None, *penalties]
     losses = {c: np.zeros(len(votes)) for c in candidates}
     correct = {c: np.zeros(len(votes)) for c in candidates}
     n_single = len(votes.dope)
-    for single_rows, duel_rows in splits:
+    for (single_rows, duel_rows), evaluator in evaluators:
         if len(single_rows) + len(duel_rows) == 0:
             continue
-        train_single = np.setdiff1d(np.arange(n_single), single_rows)
-        train_duel = np.setdiff1d(np.arange(len(votes.winner)), duel_rows)
-        train, held = votes.take(train_single, train_duel), votes.take(single_rows, duel_rows)
+        train = votes.take(np.setdiff1d(np.arange(n_single), single_rows),
+                           np.setdiff1d(np.arange(len(votes.winner)), duel_rows))
         where = np.concatenate([single_rows, n_single + duel_rows])
         for c in candidates:
             taste = fit_weights(train, c)
-            losses[c][where] = per_vote_loss(held, taste.weights, taste.bias)
-            correct[c][where] = _correct(held, taste)
-    base = losses[None]
+            losses[c][where], correct[c][where] = evaluator.per_vote(taste)
+    reference = min(("rate", None), key=lambda c: losses[c].mean())
     best = None
     for c in penalties:  # strongest first: a weaker penalty must beat a stronger one to be chosen
-        gain = base - losses[c]
+        gain = losses[reference] - losses[c]
         standard_error = gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else np.inf
         if gain.mean() > standard_error and (best is None or losses[c].mean() < losses[best].mean()):
             best = c
-    chosen = fit_weights(votes, best)
-    chosen.scores = {f"heldout_loss[{'base' if c is None else c}]": float(losses[c].mean()) for c in candidates}
+    chosen = fit_weights(votes, best) if best is not None else None
+    if chosen is None or chosen.weights[1:].sum() <= 1e-9:  # nothing beyond the base: rank as the base does
+        chosen, best = Taste(np.eye(1, votes.single.shape[1] if len(votes.single) else votes.winner.shape[1])[0],
+                             0.0, None), None
+    label = {"rate": "rate", None: "base"}
+    chosen.scores = {f"heldout_loss[{label.get(c, c)}]": float(losses[c].mean()) for c in candidates}
     chosen.scores["heldout_accuracy"] = float(correct[best].mean())
     chosen.scores["heldout_accuracy[base]"] = float(correct[None].mean())
     return chosen
+
+
+class VoteEvaluator(Evaluator):
+    """Scores a taste on fixed held-out votes: loss per vote (lower is better) and share predicted."""
+
+    primary = "loss"
+    greater_is_better = False
+
+    def __init__(self, votes: VoteSet, name: str = "held-out votes"):
+        self.votes = votes
+        self.name = name
+
+    def per_vote(self, taste: Taste) -> tuple[np.ndarray, np.ndarray]:
+        return per_vote_loss(self.votes, taste.weights, taste.bias), _correct(self.votes, taste)
+
+    def __call__(self, taste: Taste) -> dict[str, float]:
+        loss, correct = self.per_vote(taste)
+        return {"loss": float(loss.mean()) if len(loss) else float("nan"),
+                "accuracy": float(correct.mean()) if len(correct) else float("nan")}
 
 
 def _correct(votes: VoteSet, taste: Taste) -> np.ndarray:

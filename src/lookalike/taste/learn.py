@@ -28,6 +28,8 @@ from ..workspace import Workspace
 from .fit import Taste, VoteSet, learn_taste
 from .space import PairSpace, component_groups
 
+#: base matches a learned model re-ranks (the game's exploration shows ranks 1..30)
+SHORTLIST = 30
 #: fewest votes ``learn`` accepts by default (the web app's "learn my taste" uses the same)
 MIN_VOTES = 50
 
@@ -72,7 +74,8 @@ class LearnResult:
 def learn(ws: Workspace, base: str, metric: str | Metric, name: str, *, sessions: list[str] | None = None,
           db_url: str | None = None, all_systems: bool = False, min_votes: int = MIN_VOTES,
           include_flagged: bool = False, overwrite: bool = False, personal: bool | None = None,
-          progress: Callable[[str, float], None] | None = None, seed: int = 0) -> LearnResult:
+          progress: Callable[[str, float], None] | None = None, seed: int = 0,
+          shortlist: int = SHORTLIST) -> LearnResult:
     """Learn ``name`` from the votes on ``base/metric`` (``all_systems``: from every verdict, whichever system
     showed the pair: a verdict is about two items). ``progress(stage, fraction)`` is called along the way."""
     from ..extractors.combined import check_new_model
@@ -86,8 +89,8 @@ def learn(ws: Workspace, base: str, metric: str | Metric, name: str, *, sessions
     base_extractor = create_extractor(base)
     base_store = ws.feature_store(base)
     base_store.manifest()  # no features: a clear error naming the extract command
-    if min_votes < 2:
-        raise ConfigError(f"--min-votes must be at least 2, got {min_votes}")
+    if min_votes < 2 or shortlist < 1:
+        raise ConfigError(f"--min-votes must be at least 2 and --shortlist at least 1, got {min_votes} and {shortlist}")
 
     store = VoteStore(db_url or default_db_url(ws))
     try:
@@ -153,6 +156,7 @@ def learn(ws: Workspace, base: str, metric: str | Metric, name: str, *, sessions
              "weights": taste.weights.tolist(), "bias": taste.bias, "penalty": taste.penalty, "is_base": taste.is_base,
              "selected_on": "held-out votes: 5-fold cross-validation grouped by query item",
              "scores": taste.scores, "personal": bool(sessions) if personal is None else personal,
+             "index": {"backend": "shortlist", "params": {"base_dim": base_extractor.dim, "shortlist": shortlist}},
              "learned_from": {"base_model": base, "base_metric": metric.value, "base_features": fingerprint,
                               "votes": len(verdicts) + len(duels), "verdicts": len(verdicts), "duels": len(duels),
                               "dope": sum(v["verdict"] == "dope" for v in verdicts),
@@ -163,6 +167,7 @@ def learn(ws: Workspace, base: str, metric: str | Metric, name: str, *, sessions
                               "left_out": dict(left_out), "flagged_included": include_flagged},
              "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     _save(directory, saved, space)
+    shutil.rmtree(ws.root / "indexes" / name, ignore_errors=True)  # a model learned again gets new indexes
     from ..extractors.learned import _factory
     from ..extractors.registry import EXTRACTORS
 

@@ -640,4 +640,4 @@ class _PhotoViewData(_VectorData):
                                   for s in range(0, len(vectors), 4096)]).numpy()
 
         self.last_scores = self.evaluator(transform)
-        return val_loss, (self.last_scores["top1"] + self.last_scores.get("item_recall@10", 0.0)) / 2
+        return val_loss, self.last_scores[self.evaluator.primary]

@@ -1,0 +1,240 @@
+"""Learning from votes: appearance numbers, fitting a taste, ``lookalike learn``, simulated players, "mine"."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from lookalike.catalogue import import_catalogue
+from lookalike.cli import main
+from lookalike.extractors import create_extractor
+from lookalike.extractors.appearance import DIM, NAMES, describe
+from lookalike.features import extract_features
+from lookalike.metrics import Metric
+from lookalike.search import SearchEngine
+from lookalike.taste.fit import VoteSet, fit_weights, learn_taste
+from lookalike.taste.learn import learn, session_hash
+from lookalike.taste.players import approval, make_player, play, unseen_queries
+from lookalike.taste.space import PairSpace
+from lookalike.votes import VoteStore
+from lookalike.web import Settings, create_app
+from lookalike.web.app import SESSION_COOKIE
+from lookalike.workspace import Workspace
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+FAST = dict(votes_per_second=1e6, vote_burst=10**6, address_votes_per_minute=1e9, address_vote_burst=10**6,
+            pairs_per_second=1e6, pair_burst=10**6)
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    assert (FASHION / "train-images-idx3-ubyte.gz").is_file(), \
+        "the Debian package dataset-fashion-mnist is part of the set-up (scripts/setup.sh)"
+    ws = Workspace(tmp_path_factory.mktemp("taste") / "ws")
+    import_catalogue(ws.catalogue, "fashion-mnist", FASHION, limit=3000, seed=0, image_dir=ws.images_dir)
+    for model in ("pixels", "appearance"):
+        extract_features(ws.catalogue, create_extractor(model), ws.feature_store(model), progress=False)
+    return ws
+
+
+# -- appearance ---------------------------------------------------------------------------------------------------
+def test_appearance_numbers_say_colour_brightness_and_shape():
+    def item(colour, size, canvas=(64, 64), background=(255, 255, 255)):
+        img = Image.new("RGB", canvas, background)
+        img.paste(Image.new("RGB", size, colour), ((canvas[0] - size[0]) // 2, (canvas[1] - size[1]) // 2))
+        return describe(img)
+
+    at = {n: i for i, n in enumerate(NAMES)}
+    dark, light = item((40, 40, 40), (30, 30)), item((200, 200, 200), (30, 30))
+    assert dark.shape == (DIM,) and dark[at["luma"]] < 0.2 < 0.7 < light[at["luma"]]
+    red, blue = item((220, 20, 20), (30, 30)), item((20, 20, 220), (30, 30))
+    assert red[at["red"]] > 0.8 > 0.2 > red[at["blue"]] and red[at["saturation"]] > 0.8 and dark[at["saturation"]] < 0.05
+    assert red[at["hue0"]] > 0.5 and blue[at["hue5"]] + blue[at["hue4"]] > 0.5  # red near hue 0, blue near 2/3
+    wide, tall = item((0, 0, 0), (50, 16)), item((0, 0, 0), (16, 50))
+    assert wide[at["aspect"]] > 0.5 > -0.5 > tall[at["aspect"]]
+    assert item((0, 0, 0), (60, 60))[at["coverage"]] > 0.8 > 0.3 > item((0, 0, 0), (20, 20))[at["coverage"]]
+    assert np.isfinite(describe(Image.new("RGB", (5, 3), (9, 9, 9)))).all()  # a flat image: the crop is the item
+
+
+# -- fitting --------------------------------------------------------------------------------------------------------
+def _votes(n: int, rule, seed: int = 0, size: int = 6) -> VoteSet:
+    rng = np.random.default_rng(seed)
+    comps = rng.exponential(1.0, (n, size))
+    dope = np.asarray([rule(c, rng) for c in comps], float)
+    return VoteSet(comps, dope, rng.integers(0, n // 2, n).astype(str).astype(object),
+                   np.zeros((0, size)), np.zeros((0, size)), np.zeros(0, object))
+
+
+def test_a_consistent_taste_is_found_and_a_random_one_keeps_the_base():
+    taste = learn_taste(_votes(400, lambda c, rng: c[0] + 3 * c[3] < 2.5))
+    assert not taste.is_base and taste.weights.argmax() == 3 and taste.weights[3] > 2 * taste.weights[1:3].max()
+    assert taste.scores["heldout_accuracy"] > taste.scores["heldout_accuracy[base]"] + 0.1
+    noise = learn_taste(_votes(400, lambda c, rng: rng.random() < 0.5, seed=1))
+    assert noise.is_base and (noise.weights[1:] == 0).all()  # the votes say nothing: nothing but the base
+
+
+def test_duels_are_preferences():
+    rng = np.random.default_rng(2)
+    a, b = rng.exponential(1.0, (300, 4)), rng.exponential(1.0, (300, 4))
+    a_wins = a[:, 2] < b[:, 2]  # the player prefers the match nearer along component 2
+    winner, loser = np.where(a_wins[:, None], a, b), np.where(a_wins[:, None], b, a)
+    votes = VoteSet(np.zeros((0, 4)), np.zeros(0), np.zeros(0, object), winner, loser,
+                    np.arange(300).astype(str).astype(object))
+    taste = fit_weights(votes, 0.01)
+    assert taste.weights.argmax() == 2
+
+
+@pytest.mark.parametrize("metric", list(Metric))
+def test_learned_vectors_realise_the_weighted_distance_exactly(metric):
+    rng = np.random.default_rng(0)
+    base, app = rng.normal(size=(50, 12)).astype(np.float32), rng.normal(size=(50, DIM)).astype(np.float32)
+    space = PairSpace.fit(metric, base, app, directions=4)
+    weights = rng.exponential(1.0, space.size)
+    vectors = space.embed(base, app, weights).astype(np.float64)
+    comps = space.components(base[:25], base[25:], app[:25], app[25:])
+    diff = vectors[:25] - vectors[25:]
+    realised = np.abs(diff).sum(1) if metric is Metric.L1 else (diff ** 2).sum(1)
+    assert np.allclose(realised, comps @ weights, rtol=1e-4)
+
+
+# -- lookalike learn ------------------------------------------------------------------------------------------------
+def _fake_votes(ws, url: str, n: int, session: str = "s1", system: str = "pixels/l2", features: str | None = None,
+                seed: int = 0) -> None:
+    """Votes as the game records them: dope when the match is as light as the query (a shade taste)."""
+    store = VoteStore(url)
+    ids = ws.feature_store("pixels").ids()
+    light = dict(zip(ids, ws.feature_store("appearance").vectors_for(ids)[:, NAMES.index("luma")]))
+    rng = random.Random(seed)
+    fingerprint = features or ws.feature_store("pixels").manifest()["extractor_fingerprint"][:16]
+    for _ in range(n):
+        q, m = rng.sample(ids, 2)
+        pair = store.issue("single", session, q, system, m, match_rank=rng.randint(1, 30), features=fingerprint)
+        store.vote(pair.id, session, "dope" if abs(light[q] - light[m]) < 0.08 else "nope")
+    store.close()
+
+
+def test_learn_bad_input_gets_one_clear_message(ws, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'votes.sqlite'}"
+    args = ["learn", "--base", "pixels", "--metric", "l2", "--name", "mytaste", "-w", str(ws.root), "--db", url]
+    assert main(args) == 1
+    assert "no votes for pixels/l2" in capsys.readouterr().err
+    _fake_votes(ws, url, 20)
+    assert main(args) == 1
+    assert "too few votes for pixels/l2: 20 usable, at least 50 are needed" in capsys.readouterr().err
+    assert main(args + ["--session", "nobody"]) == 1
+    assert "unknown session 'nobody'" in capsys.readouterr().err
+    _fake_votes(ws, url, 40, features="0123456789abcdef", seed=1)  # cast before the features were re-extracted
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "20 usable (40 cast on matches of older pixels features (re-extracted since))" in err
+    assert main(args[:4] + ["hamming"] + args[5:]) == 1
+    assert "no votes for pixels/hamming" in capsys.readouterr().err
+    assert main(["learn", "--base", "nonesuch", "--name", "x", "-w", str(ws.root), "--db", url]) == 1
+    assert "unknown model 'nonesuch'" in capsys.readouterr().err
+    assert not (ws.models_dir / "mytaste").exists()  # nothing half-written
+
+
+def test_learn_makes_a_model_like_any_other_and_never_edits_votes(ws, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'votes.sqlite'}"
+    _fake_votes(ws, url, 150, session="alice")
+    _fake_votes(ws, url, 60, session="bob", seed=3)
+    before = VoteStore(url).export_jsonl()
+    code = main(["learn", "--base", "pixels", "--name", "shade-taste", "-w", str(ws.root), "--db", url,
+                 "--session", "alice"])
+    out = capsys.readouterr().out
+    assert code == 0 and "learned from 150 verdicts and 0 duels on top of pixels/l2" in out
+    assert VoteStore(url).export_jsonl() == before
+    saved = json.loads((ws.models_dir / "shade-taste" / "model.json").read_text())
+    learned = saved["learned_from"]
+    assert saved["kind"] == "learned" and saved["personal"] and not saved["is_base"]
+    assert learned["votes"] == 150 and learned["sessions"] == [session_hash("alice")] and "alice" not in json.dumps(saved)
+    assert learned["base_model"] == "pixels" and learned["time_range"][0] <= learned["time_range"][1]
+    assert saved["selected_on"].startswith("held-out votes")
+    assert len(ws.feature_store("shade-taste")) == len(ws.catalogue)
+    # registered like any model: search, neighbours and evaluate use it
+    item = ws.feature_store("pixels").ids()[0]
+    assert main(["search", "--model", "shade-taste", "--metric", "l2", "--item", item, "-k", "3", "-w", str(ws.root)]) == 0
+    assert main(["neighbours", "--model", "shade-taste", "--metric", "l2", "-k", "2", "-w", str(ws.root),
+                 "--out", str(tmp_path / "n.jsonl")]) == 0
+    assert len((tmp_path / "n.jsonl").read_text().splitlines()) == len(ws.catalogue)
+    capsys.readouterr()
+    # what it learned is about shade: its matches are nearer in lightness than the base's
+    engine = SearchEngine(ws)
+    light = dict(zip(ws.feature_store("pixels").ids(), ws.feature_store("appearance").load()[1][:, NAMES.index("luma")]))
+    queries = ws.feature_store("pixels").ids()[:300]
+
+    def gap(model):
+        return np.mean([abs(light[q] - light[engine.search_item(q, model, "l2", 1).results[0].item_id])
+                        for q in queries])
+
+    assert gap("shade-taste") < 0.7 * gap("pixels")
+
+
+# -- simulated players through the HTTP API --------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["shade", "random"])
+def test_a_simulated_player_teaches_its_taste_or_nothing(ws, tmp_path, kind):
+    """300 votes through the HTTP API, then approval of top matches on items the player never voted on."""
+    random.seed(0)
+    url = f"sqlite:///{tmp_path / 'votes.sqlite'}"
+    app = create_app(ws, Settings(db_url=url, secret="s", systems=["pixels/l2"], **FAST))
+    player = make_player(kind, ws)
+    with TestClient(app) as client:
+        voted = play(client, player, 300)
+        session = app.state.lookalike.sessions.unsign(client.cookies[SESSION_COOKIE])
+    started = time.perf_counter()
+    result = learn(ws, "pixels", "l2", f"sim-{kind}", sessions=[session], db_url=url, personal=True)
+    print(f"{kind}: learned in {time.perf_counter() - started:.1f} s")
+    held = unseen_queries(ws, "pixels", voted, 600)
+    engine = SearchEngine(ws)
+    base, learned = (approval(engine, ws, player, model, "l2", held) for model in ("pixels", f"sim-{kind}"))
+    print(f"{kind}: approval {base:.1%} -> {learned:.1%} on {len(held)} unseen items")
+    if kind == "random":
+        assert result.taste.is_base and abs(learned - base) <= 0.03
+    else:
+        assert learned - base >= 0.15
+
+
+# -- "learn my taste" in the web app ------------------------------------------------------------------------------------
+def test_a_player_learns_their_taste_and_only_they_see_mine(ws, tmp_path):
+    random.seed(1)
+    settings = Settings(db_url=f"sqlite:///{tmp_path / 'votes.sqlite'}", secret="s", systems=["pixels/l2", "pixels/l1"],
+                        taste_votes=60, taste_base="pixels/l2", **FAST)
+    app = create_app(ws, settings)
+    with TestClient(app) as alice, TestClient(app) as bob:
+        status = alice.get("/api/taste").json()
+        assert status == {**status, "votes": 0, "needed": 60, "state": "none", "system": None}
+        early = alice.post("/api/taste/learn")
+        assert early.status_code == 409 and "you have 0, 60 are needed" in early.json()["detail"]
+        play(alice, make_player("shade"), 60)
+        assert alice.post("/api/taste/learn").status_code == 202
+        deadline = time.monotonic() + 120
+        while (status := alice.get("/api/taste").json())["state"] not in ("ready", "failed"):
+            assert 0 <= status["progress"] <= 1 and time.monotonic() < deadline
+            time.sleep(0.2)
+        assert status["state"] == "ready" and status["system"] == "mine", status
+        assert "mine" in alice.get("/api/systems").json()["systems"]
+        item = ws.feature_store("pixels").ids()[5]
+        found = alice.get("/api/search/item", params={"item_id": item, "system": "mine", "k": 3})
+        assert found.status_code == 200 and found.json()["system"].startswith("taste-")
+        # nobody else sees it
+        assert "mine" not in bob.get("/api/systems").json()["systems"]
+        other = bob.get("/api/search/item", params={"item_id": item, "system": "mine"})
+        assert other.status_code == 409 and "no taste model" in other.json()["detail"]
+        # half of Alice's pairs now come from her model; the public leaderboard leaves it out
+        systems = {alice.post("/api/game/vote", json={"token": alice.get("/api/game/pair").json()["token"],
+                                                      "verdict": "dope"}).json()["system"] for _ in range(20)}
+        assert any(s.startswith("taste-") for s in systems)
+        board = alice.get("/api/leaderboard").json()
+        assert {r["system"] for r in board["approval"]} == {"pixels/l2", "pixels/l1"}
+        assert not any(s.startswith("taste-") for s in app.state.lookalike.systems)
+    # after a restart her model is found again, and still hers alone
+    again = create_app(ws, settings)
+    assert not any(s.startswith("taste-") for s in again.state.lookalike.systems)
+    assert len([j for j in again.state.lookalike.tastes._jobs.values() if j.state == "ready"]) >= 1
