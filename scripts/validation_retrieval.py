@@ -14,16 +14,11 @@ import argparse
 import json
 
 import numpy as np
-import torch
 
+from lookalike.evaluation import RetrievalEvaluator
+from lookalike.metrics import Metric
 from lookalike.training.trainer import TrainConfig, training_split
 from lookalike.workspace import Workspace
-
-
-def nearest_hits(queries: torch.Tensor, gallery: torch.Tensor, yq: np.ndarray, yg: np.ndarray, p: int) -> float:
-    """Share of queries whose nearest gallery vector (Minkowski ``p``) has the query's category."""
-    nearest = torch.cat([torch.cdist(chunk, gallery, p=p).argmin(1) for chunk in queries.split(250)])
-    return float((yg[nearest.numpy()] == yq).mean())
 
 
 def main() -> None:
@@ -44,14 +39,12 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     q = sorted(rng.choice(val_ids, min(args.queries, len(val_ids)), replace=False).tolist())
     g = sorted(rng.choice(train_ids, min(args.gallery, len(train_ids)), replace=False).tolist())
-    yq, yg = np.array([labels[i] for i in q]), np.array([labels[i] for i in g])
     print(f"{len(q)} validation queries of {args.split_of}, {len(g)} training items as the gallery")
-    for m in models:
+    for m in models:  # the same evaluator object training uses to choose its checkpoint
         store = ws.feature_store(m)
-        queries = torch.from_numpy(store.vectors_for(q).astype(np.float32))
-        gallery = torch.from_numpy(store.vectors_for(g).astype(np.float32))
-        scores = {"l1": nearest_hits(queries, gallery, yq, yg, 1), "l2": nearest_hits(queries, gallery, yq, yg, 2),
-                  "hamming": nearest_hits((queries > 0).float(), (gallery > 0).float(), yq, yg, 1)}
+        queries, gallery = store.vectors_for(q), store.vectors_for(g)
+        scores = {metric.value: RetrievalEvaluator(queries, [labels[i] for i in q], gallery, g, [labels[i] for i in g],
+                                                   metric=metric, name=m)()["top1"] for metric in Metric}
         print(f"{m:<28} " + "  ".join(f"{k} {v:.1%}" for k, v in scores.items()), flush=True)
 
 

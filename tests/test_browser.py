@@ -164,9 +164,11 @@ def test_ten_rounds_of_dope_or_nope_with_keys_and_buttons(server, page):
     rows = page.locator("#approval tbody tr")
     assert rows.count() == 3
     total = sum(int(rows.nth(i).locator("td").nth(2).inner_text()) for i in range(3))
-    # votes on items this address looked up in search (the earlier tests click results) are left out
+    # votes on items this address looked up in search (the earlier tests click results) are left out, and so
+    # are votes on exploration pairs (a lower-ranked match: data for learning tastes)
     left_out = store.flag_counts().get("looked-up", 0)
-    assert total + left_out == store.count_votes()
+    explored = sum(1 for v in store.judgements()[0] if v["match_rank"] > 1)
+    assert total + left_out + explored == store.count_votes()
     if left_out:
         assert f"{left_out} looked-up" in page.inner_text("#left-out")
     page.screenshot(path=str(ARTIFACTS / "leaderboard.png"), full_page=True)
@@ -186,4 +188,20 @@ def test_head_to_head_and_map_pages(server, page):
     wait_until(page, "document.querySelector('#map-info').textContent.includes('trustworthiness')")
     page.mouse.wheel(0, -300)
     page.screenshot(path=str(ARTIFACTS / "map.png"), full_page=True)
+    assert not page.errors
+
+
+def test_learn_my_taste_shows_progress_and_adds_mine(server, page):
+    base, _ws, app = server
+    state = app.state.lookalike
+    state.settings.taste_votes = state.tastes.min_votes = 5  # this session voted on 10 pairs above
+    page.goto(base + "/game")
+    wait_until(page, "!document.querySelector('#learn-taste').disabled")
+    assert "enough to learn your taste" in page.inner_text("#taste-status")
+    page.click("#learn-taste")
+    wait_until(page, "document.querySelector('#taste').dataset.state === 'ready'", timeout=120_000)
+    assert "Your model is ready" in page.inner_text("#taste-status")
+    page.screenshot(path=str(ARTIFACTS / "game-taste.png"), full_page=True)
+    page.goto(base + "/")
+    assert "mine" in [o.get_attribute("value") for o in page.locator("#system option").all()]
     assert not page.errors

@@ -9,7 +9,8 @@ foreground (told from the background by the colour of the image border) with nam
 - ``shape``: how much of the crop the item covers, its aspect ratio and fill, and how wide it is
   in 8 bands from top to bottom (and tall, left to right);
 - ``texture``: edge strength and density inside the item;
-- ``layout``: a 4 x 4 map of luma over the item's bounding box.
+- ``layout``: a 4 x 4 map of luma over the item's bounding box;
+- ``silhouette``: a 6 x 6 map of how much of each cell of the bounding box the item fills (its cut).
 
 It needs no weights and no network (numpy on a 64-pixel copy of the crop), so it is an extractor like
 any other: ``lookalike extract --model appearance``. Learned tastes (``lookalike learn``) weigh its
@@ -28,12 +29,13 @@ from .base import Extractor, ExtractorConfig, PreprocessConfig
 from .registry import register_extractor
 
 #: Bumped whenever the descriptor changes: stored vectors of another version are stale.
-VERSION = 1
+VERSION = 2
 SIZE = 64
 HUE_BINS = 8
 LUMA_BINS = 8
 BANDS = 8
 GRID = 4
+SILHOUETTE = 6
 
 #: ``(group, dimension names)`` in vector order.
 GROUPS: list[tuple[str, list[str]]] = [
@@ -42,6 +44,7 @@ GROUPS: list[tuple[str, list[str]]] = [
     ("shape", ["coverage", "aspect", "fill"] + [f"width{i}" for i in range(BANDS)] + [f"height{i}" for i in range(BANDS)]),
     ("texture", ["edges", "edge_density"]),
     ("layout", [f"grid{i}" for i in range(GRID * GRID)]),
+    ("silhouette", [f"cut{i}" for i in range(SILHOUETTE * SILHOUETTE)]),
 ]
 NAMES: list[str] = [name for _, names in GROUPS for name in names]
 DIM = len(NAMES)
@@ -100,7 +103,9 @@ def describe(img: Image.Image) -> np.ndarray:
     layout = [np.nan_to_num(np.nanmean(crop[np.ix_(rb, cb)]) if rb.size and cb.size and not np.isnan(
         crop[np.ix_(rb, cb)]).all() else 0.0) for rb in np.array_split(np.arange(bh), GRID)
         for cb in np.array_split(np.arange(bw), GRID)]
-    return np.concatenate([colour, brightness, shape, texture, layout]).astype(np.float32)
+    silhouette = [box[np.ix_(rb, cb)].mean() if rb.size and cb.size else 0.0
+                  for rb in np.array_split(np.arange(bh), SILHOUETTE) for cb in np.array_split(np.arange(bw), SILHOUETTE)]
+    return np.concatenate([colour, brightness, shape, texture, layout, silhouette]).astype(np.float32)
 
 
 def _hue(rgb: np.ndarray) -> np.ndarray:

@@ -136,6 +136,10 @@ def learn(ws: Workspace, base: str, metric: str | Metric, name: str, *, sessions
     report("appearance", 0.1)
     appearance = create_extractor("appearance")
     app_store = ws.feature_store("appearance")
+    try:
+        app_store.check_compatible(appearance)
+    except FeatureStoreError:  # made by another version of the descriptor: computed again (no weights involved)
+        app_store.clear()
     if not app_store.exists() or not current <= app_store.stored_ids():
         extract_features(ws.catalogue, appearance, app_store, progress=None,
                          items=[it for it in ws.catalogue.items() if it.id in current])

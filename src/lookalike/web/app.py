@@ -326,8 +326,9 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
     # -- pages --------------------------------------------------------------------------------
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def search_page() -> HTMLResponse:
-        return page("search", "Search", systems=state.systems)
+    def search_page(request: Request) -> HTMLResponse:
+        mine = [MINE] if state.tastes.system_of(session_id(request)) else []
+        return page("search", "Search", systems=mine + state.systems)
 
     @app.get("/game", response_class=HTMLResponse, include_in_schema=False)
     def game_page() -> HTMLResponse:

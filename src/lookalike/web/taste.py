@@ -87,7 +87,7 @@ class TasteJobs:
                            all_systems=True, min_votes=self.min_votes, overwrite=True, personal=True,
                            progress=progress)
             job.system = f"{name}/{'l1' if metric.value == 'l1' else 'l2'}"
-            job.message = " ".join(line.strip() for line in result.lines()[1:])
+            job.message = friendly_summary(result)
             job.state, job.stage, job.progress = "ready", "done", 1.0
         except LookalikeError as exc:
             job.state, job.message = "failed", str(exc)
@@ -96,6 +96,17 @@ class TasteJobs:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def friendly_summary(result) -> str:
+    """What a player is told about their model."""
+    votes = result.verdicts + result.duels
+    if result.taste.is_base:
+        return (f"Your {votes} votes so far agree with the base system, so your model ranks as it does; vote more "
+                "and learn again.")
+    top = sorted(((w, g) for g, w in result.group_weights.items() if g != "base" and w >= 0.05), reverse=True)[:3]
+    weighs = ", ".join(f"{g} ({w:.0%})" for w, g in top) or "the base's own distance"
+    return f"Learned from {votes} votes. Besides the base, it weighs most: {weighs}."
 
 
 router = APIRouter()

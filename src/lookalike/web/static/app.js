@@ -150,6 +150,7 @@ function initGame() {
       const result = await postJSON("/api/game/vote", { token: voting.token, verdict });
       count += 1; $("count").textContent = count;
       $("reveal").textContent = `${verdict === "dope" ? "Dope" : "Nope"}: that was ${result.system}`;
+      refreshTaste();
     } catch (err) { $("reveal").textContent = err.message; }
     show(next || (await fetchPair()));
     next = null; busy = false;
@@ -172,6 +173,31 @@ function initGame() {
   });
   fetchPair().then((p) => { show(p); return fetchPair(); }).then((p) => { next = p; })
     .catch((err) => { $("reveal").textContent = err.message; });
+
+  // "learn my taste": enabled after enough votes; trains in the background, with its progress shown
+  let polling = null;
+  async function refreshTaste() {
+    let t;
+    try { t = await api("/api/taste"); } catch (err) { $("taste-status").textContent = err.message; return; }
+    const busy = t.state === "queued" || t.state === "training";
+    $("learn-taste").disabled = busy || t.votes < t.needed;
+    $("taste").dataset.state = t.state;  // tests wait on it
+    $("taste-progress").hidden = !busy;
+    $("taste-progress").value = t.progress;
+    if (busy) $("taste-status").textContent = `Learning your taste: ${t.stage} (${Math.round(100 * t.progress)}%)`;
+    else if (t.state === "ready") $("taste-status").textContent = `Your model is ready: "mine" is in the search systems, and some of your pairs now come from it. ${t.message}`;
+    else if (t.state === "failed") $("taste-status").textContent = `Learning failed: ${t.message}`;
+    else if (t.votes < t.needed) $("taste-status").textContent = `Vote on ${t.needed - t.votes} more pairs to learn your taste.`;
+    else $("taste-status").textContent = `You have ${t.votes} votes: enough to learn your taste.`;
+    if (busy && !polling) polling = setInterval(refreshTaste, 1000);
+    if (!busy && polling) { clearInterval(polling); polling = null; }
+  }
+  $("learn-taste").addEventListener("click", async () => {
+    $("learn-taste").disabled = true;
+    try { await api("/api/taste/learn", { method: "POST" }); } catch (err) { $("taste-status").textContent = err.message; }
+    refreshTaste();
+  });
+  refreshTaste();
 }
 
 // ---------------------------------------------------------------- head to head
