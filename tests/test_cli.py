@@ -94,7 +94,7 @@ def test_models_and_info(ws, capsys):
 @pytest.mark.parametrize("args, message", [
     (["search", "--item", "nope", "--model", "pixels"], "item 'nope' is not in the catalogue"),
     (["search", "--item", "x", "--model", "resnet", "--metric", "l2"], "unknown model 'resnet'|item 'x'"),
-    (["extract", "--model", "resnet"], "unknown model 'resnet'; choose one of: efficientnet-lite0"),
+    (["extract", "--model", "resnet"], "unknown model 'resnet'; choose one of: appearance, efficientnet-lite0"),
     (["search", "--image", "missing.jpg", "--model", "pixels"], "missing.jpg: no such file"),
     (["search", "--image", "IMG", "--model", "pixels", "--metric", "cosine"], "unknown metric 'cosine'; choose one"),
     (["search", "--image", "IMG", "--model", "pixels", "--box", "1,2,3"], "four numbers"),

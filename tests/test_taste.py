@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import time
@@ -104,6 +105,33 @@ def test_learned_vectors_realise_the_weighted_distance_exactly(metric):
     assert np.allclose(realised, comps @ weights, rtol=1e-4)
 
 
+@pytest.mark.parametrize("metric", [Metric.L1, Metric.L2])
+def test_the_shortlist_index_reranks_the_base_neighbours_and_persists(tmp_path, metric):
+    from lookalike.index import create_index
+    from lookalike.metrics import pairwise_distances
+
+    rng = np.random.default_rng(0)
+    base, extra = rng.normal(size=(400, 8)).astype(np.float32), rng.normal(size=(400, 3)).astype(np.float32)
+    vectors = np.concatenate([2.0 * base, extra], axis=1)  # a scaled base block, then taste components
+    index = create_index("shortlist", 11, metric, base_dim=8, shortlist=20)
+    index.add(vectors[:300])
+    index.add(vectors[300:])
+    distances, positions = index.search(vectors[:5], 4)
+    for q in range(5):  # the base's 20 nearest, ordered by the whole vector's distance
+        shortlist = np.argsort(pairwise_distances(base[[q]], base, metric)[0], kind="stable")[:20]
+        whole = pairwise_distances(vectors[[q]], vectors[shortlist], metric)[0]
+        assert positions[q].tolist() == shortlist[np.argsort(whole, kind="stable")[:4]].tolist()
+        assert np.allclose(distances[q], np.sort(whole)[:4], rtol=1e-5, atol=1e-5)
+    index.remove([int(positions[0, 0])])
+    index.save(tmp_path)
+    again = type(index).load(tmp_path, 11, metric, {"base_dim": 8, "shortlist": 20})
+    assert int(positions[0, 0]) not in again.search(vectors[:1], 4)[1][0]
+    with pytest.raises(Exception, match="base_dim"):
+        create_index("shortlist", 11, metric)
+    with pytest.raises(Exception, match="L1 or L2"):
+        create_index("shortlist", 11, Metric.HAMMING, base_dim=8)
+
+
 # -- lookalike learn ------------------------------------------------------------------------------------------------
 def _fake_votes(ws, url: str, n: int, session: str = "s1", system: str = "pixels/l2", features: str | None = None,
                 seed: int = 0) -> None:
@@ -165,6 +193,11 @@ def test_learn_makes_a_model_like_any_other_and_never_edits_votes(ws, tmp_path, 
                  "--out", str(tmp_path / "n.jsonl")]) == 0
     assert len((tmp_path / "n.jsonl").read_text().splitlines()) == len(ws.catalogue)
     capsys.readouterr()
+    assert main(["evaluate", "--models", "pixels,shade-taste", "--queries", "200", "--json", "-w", str(ws.root)]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    # a learned model is evaluated under its own metric only, through its shortlist index
+    assert {(r["model"], r["metric"]) for r in rows if r["model"] == "shade-taste"} == {("shade-taste", "l2")}
+    assert [r["backend"] for r in rows if r["model"] == "shade-taste"] == ["shortlist"]
     # what it learned is about shade: its matches are nearer in lightness than the base's
     engine = SearchEngine(ws)
     light = dict(zip(ws.feature_store("pixels").ids(), ws.feature_store("appearance").load()[1][:, NAMES.index("luma")]))
@@ -223,6 +256,11 @@ def test_a_player_learns_their_taste_and_only_they_see_mine(ws, tmp_path):
         item = ws.feature_store("pixels").ids()[5]
         found = alice.get("/api/search/item", params={"item_id": item, "system": "mine", "k": 3})
         assert found.status_code == 200 and found.json()["system"].startswith("taste-")
+        photo = io.BytesIO()
+        Image.new("RGB", (60, 80), (30, 30, 30)).save(photo, format="PNG")
+        upload = alice.post("/api/search", data={"system": "mine", "k": "4", "box": "none"},
+                            files={"file": ("p.png", photo.getvalue(), "image/png")})
+        assert upload.status_code == 200 and len(upload.json()["results"]) == 4
         # nobody else sees it
         assert "mine" not in bob.get("/api/systems").json()["systems"]
         other = bob.get("/api/search/item", params={"item_id": item, "system": "mine"})

@@ -215,12 +215,16 @@ def evaluate(workspace: Workspace, models: list[str], metrics: list[Metric | str
                     if examples else [])
     shown: dict[str, list] = {}
 
+    from .search import declared_metrics
+
     rows = []
     max_r = int(relevant.max())
     for model in models:
         vectors = stores[model].vectors_for(gallery_ids)
         qvectors = vectors[[position[q] for q in query_ids]] if in_gallery else stores[model].vectors_for(query_ids)
         for metric in metrics:
+            if metric not in declared_metrics(workspace, model):
+                continue  # e.g. a model learned from votes: searched under its own metric only
             backend, params = gallery_index_spec(workspace, model, metric)
             index = ItemIndex.build(model, metric, np.asarray(gallery_ids), vectors, backend=backend, params=params)
             k = max(max(ks), max_r)

@@ -37,19 +37,33 @@ class SearchResult:
                 "results": [asdict(m) for m in self.results]}
 
 
+def learned_model(workspace: Workspace, model: str) -> dict[str, Any] | None:
+    """The saved ``model.json`` of a model learned from votes (``None`` for every other model)."""
+    import json
+
+    path = workspace.models_dir / model / "model.json"
+    try:
+        saved = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+    return saved if saved and saved.get("kind") == "learned" else None
+
+
+def declared_metrics(workspace: Workspace, model: str) -> list[Metric]:
+    """The metrics a model's vectors mean something under: its own for a model learned from votes (L1 for an
+    L1 base, else L2), every metric for the others."""
+    saved = learned_model(workspace, model)
+    if saved is None:
+        return list(Metric)
+    return [Metric.L1 if saved["config"]["base_metric"] == "l1" else Metric.L2]
+
+
 def default_index_spec(workspace: Workspace, model: str, metric: Metric | str) -> tuple[str, dict[str, Any]]:
     """The index a model gets when none is stored: what the model declares (a model learned from votes
     re-ranks its base's shortlist under its own metric), else exact ``faiss-flat``."""
-    saved_path = workspace.models_dir / model / "model.json"
-    if saved_path.is_file() and Metric.parse(metric) is not Metric.HAMMING:
-        import json
-
-        try:
-            saved = json.loads(saved_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            saved = {}
-        if saved.get("kind") == "learned" and "index" in saved:
-            return saved["index"]["backend"], dict(saved["index"]["params"])
+    saved = learned_model(workspace, model)
+    if saved is not None and "index" in saved and Metric.parse(metric) in declared_metrics(workspace, model):
+        return saved["index"]["backend"], dict(saved["index"]["params"])
     return DEFAULT_BACKEND, {}
 
 

@@ -54,6 +54,7 @@ class VectorIndex(ABC):
     backend: ClassVar[str] = ""
     exact: ClassVar[bool] = True  # results equal brute force (up to ties)
     filters_removed: ClassVar[bool] = False  # removed positions are skipped inside the search
+    general: ClassVar[bool] = True  # any vectors under any metric (False: a particular vector layout, e.g. shortlist)
     PARAMS: ClassVar[dict[str, Param]] = {}
 
     def __init__(self, dim: int, metric: Metric | str, **params: Any):

@@ -12,8 +12,26 @@ from .base import VectorIndex
 from .registry import register_index
 
 
+class VectorsOnDisk:
+    """For backends that keep the raw vectors (``self._vectors``): saved as ``vectors.npy``, re-added on load."""
+
+    _vectors: np.ndarray
+
+    def _save(self, directory: Path) -> None:
+        tmp = directory / "vectors.npy.tmp"
+        with open(tmp, "wb") as fh:
+            np.save(fh, self._vectors)
+        tmp.replace(directory / "vectors.npy")
+
+    @classmethod
+    def _load(cls, directory: Path, dim: int, metric: Metric, params: dict[str, Any]):
+        index = cls(dim, metric, **params)
+        index._add(np.load(directory / "vectors.npy"))
+        return index
+
+
 @register_index("numpy-flat")
-class NumpyFlatIndex(VectorIndex):
+class NumpyFlatIndex(VectorsOnDisk, VectorIndex):
     """Exact search in plain numpy, chunked to bound memory (slow; for checking and tiny catalogues)."""
 
     backend = "numpy-flat"
@@ -63,18 +81,6 @@ class NumpyFlatIndex(VectorIndex):
                 best_i = np.take_along_axis(cand_i, order, 1)
             out_d[q0 : q0 + group], out_i[q0 : q0 + group] = best_d, best_i
         return out_d, out_i
-
-    def _save(self, directory: Path) -> None:
-        tmp = directory / "vectors.npy.tmp"
-        with open(tmp, "wb") as fh:
-            np.save(fh, self._vectors)
-        tmp.replace(directory / "vectors.npy")
-
-    @classmethod
-    def _load(cls, directory: Path, dim: int, metric: Metric, params: dict[str, Any]) -> NumpyFlatIndex:
-        index = cls(dim, metric, **params)
-        index._add(np.load(directory / "vectors.npy"))
-        return index
 
     def memory_bytes(self) -> int:
         return self._vectors.nbytes + self._codes.nbytes

@@ -10,7 +10,6 @@ neighbourhood where the votes say nothing. Not exact over the whole vector, by d
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import faiss
@@ -19,15 +18,17 @@ import numpy as np
 from ..errors import ConfigError
 from ..metrics import Metric
 from .base import Param, VectorIndex
+from .flat import VectorsOnDisk
 from .registry import register_index
 
 
 @register_index("shortlist")
-class ShortlistIndex(VectorIndex):
+class ShortlistIndex(VectorsOnDisk, VectorIndex):
     """Exact search on the base block for ``shortlist`` candidates, re-ranked by the whole vector."""
 
     backend = "shortlist"
     exact = False
+    general = False  # for vectors laid out as [base block | extra], under L1 or L2
     PARAMS = {"base_dim": Param(None, "leading dimensions that rank candidates (the base block)", required=True),
               "shortlist": Param(30, "candidates re-ranked per query", search_time=True)}
 
@@ -62,18 +63,6 @@ class ShortlistIndex(VectorIndex):
             order = np.argsort(d, kind="stable")[:k]
             out_d[n, : len(order)], out_i[n, : len(order)] = d[order], row[order]
         return out_d, out_i
-
-    def _save(self, directory: Path) -> None:
-        tmp = directory / "vectors.npy.tmp"
-        with open(tmp, "wb") as fh:
-            np.save(fh, self._vectors)
-        tmp.replace(directory / "vectors.npy")
-
-    @classmethod
-    def _load(cls, directory: Path, dim: int, metric: Metric, params: dict[str, Any]) -> ShortlistIndex:
-        index = cls(dim, metric, **params)
-        index._add(np.load(directory / "vectors.npy"))
-        return index
 
     def memory_bytes(self) -> int:
         return 2 * self._vectors.nbytes

@@ -269,6 +269,7 @@ def describe_backends(names: Iterable[str] | None = None, echo: Callable[[str], 
     """One line per backend: exact or approximate, and its parameters."""
     for name in names or INDEXES.list():
         cls = INDEXES.get(name)
-        params = ", ".join(f"{p}={spec.default if spec.default is not None else 'auto'}"
+        params = ", ".join(f"{p}={'(required)' if spec.required else spec.default if spec.default is not None else 'auto'}"
                            for p, spec in cls.PARAMS.items()) or "no parameters"
-        echo(f"{name:<12} {'exact' if cls.exact else 'approximate':<12} {params}")
+        note = "" if cls.general else "  (for models learned from votes: their base's nearest items, re-ranked)"
+        echo(f"{name:<12} {'exact' if cls.exact else 'approximate':<12} {params}{note}")

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, ImageError
 from ..evaluation import EvalReport, _choose, _score, gallery_index_spec
+from ..search import declared_metrics
 from ..index import ItemIndex
 from ..metrics import Metric
 from .localise import box_iou
@@ -126,9 +127,10 @@ def evaluate_photos(workspace, models: list[str], metrics: list[Metric | str], q
     for model in models:
         extractor = create_extractor(model)
         vectors = stores[model].vectors_for(gallery_ids)
-        specs = {metric: gallery_index_spec(workspace, model, metric) for metric in metrics}
+        usable = [m for m in metrics if m in declared_metrics(workspace, model)]  # a learned model: its own only
+        specs = {metric: gallery_index_spec(workspace, model, metric) for metric in usable}
         indexes = {metric: ItemIndex.build(model, metric, np.asarray(gallery_ids), vectors, backend=specs[metric][0],
-                                           params=specs[metric][1]) for metric in metrics}
+                                           params=specs[metric][1]) for metric in usable}
         for mode in boxes:
             keep = [n for n, c in enumerate(crops[mode]) if c is not None]
             if not keep:

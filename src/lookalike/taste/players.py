@@ -5,8 +5,11 @@ swipes by a rule of its own, written here and independent of ``appearance``:
 
 - ``category``: a match is dope when it is the same kind of thing;
 - ``shade``: same kind of thing, and as light or dark (mean grey of the item within ``tolerance``);
+- ``cut``: same kind of thing, and the same cut: boxy or fitted (how much of its bounding box the item
+  fills, above or below the catalogue's median);
 - ``style``: same kind of thing, and the same sub-style (which of ``styles`` prototype silhouettes per
-  category the item's 12 x 12 thumbnail is nearest; prototypes by k-means on a catalogue sample);
+  category the item's 12 x 12 thumbnail is nearest; prototypes by k-means on a catalogue sample): a taste
+  that differs from category to category, the hardest here;
 - ``random``: a coin flip per pair (learning from it must change nothing).
 
 ``approval(player, system)`` is the share of a system's top matches the player would swipe right on,
@@ -108,6 +111,26 @@ class StylePlayer(Player):
         return query == match
 
 
+class CutPlayer(Player):
+    """Same category, and the same cut: boxy (fills more of its bounding box than ``threshold``) or fitted."""
+
+    def __init__(self, threshold: float):
+        super().__init__("cut")
+        self.threshold = threshold
+
+    @staticmethod
+    def fill(img: Image.Image) -> float:
+        mask = _item_mask(_grey(img))
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        return float(mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].mean())
+
+    def perceive(self, img, category):
+        return category, self.fill(img) > self.threshold
+
+    def likes(self, query, match) -> bool:
+        return query == match
+
+
 class RandomPlayer(Player):
     """Dope or nope by a coin, the same coin for the same pair (so equal matches get equal verdicts)."""
 
@@ -134,14 +157,14 @@ def _kmeans(x: np.ndarray, k: int, seed: int, iterations: int = 30) -> np.ndarra
 
 
 def make_player(kind: str, ws=None, *, seed: int = 0, sample_per_category: int = 200) -> Player:
-    """``category``, ``shade``, ``style`` (needs the workspace, to know the catalogue's styles) or ``random``."""
+    """One of ``PLAYERS``; ``style`` and ``cut`` need the workspace (to know the catalogue's styles and cuts)."""
     if kind == "category":
         return CategoryPlayer()
     if kind == "shade":
         return ShadePlayer()
     if kind == "random":
         return RandomPlayer(seed)
-    if kind == "style":
+    if kind in ("style", "cut"):
         from ..images import load_image
 
         by_category: dict[str, list] = {}
@@ -151,11 +174,13 @@ def make_player(kind: str, ws=None, *, seed: int = 0, sample_per_category: int =
         samples = {c: [load_image(ws.catalogue.resolve(i.path), i.box)
                        for i in rng.sample(items, min(len(items), sample_per_category))]
                    for c, items in by_category.items()}
+        if kind == "cut":
+            return CutPlayer(float(np.median([CutPlayer.fill(img) for imgs in samples.values() for img in imgs])))
         return StylePlayer(samples, seed=seed)
-    raise ValueError(f"unknown player {kind!r}; choose category, shade, style or random")
+    raise ValueError(f"unknown player {kind!r}; choose one of {', '.join(PLAYERS)}")
 
 
-PLAYERS = ("shade", "style", "category", "random")
+PLAYERS = ("shade", "cut", "style", "category", "random")
 
 
 def http_look(client) -> Look:

@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from ..errors import (ConfigError, FeatureStoreError, ImageError, ItemNotFoundError, LookalikeError,
                       UnknownNameError)
 from ..metrics import Metric
-from ..search import Match, SearchEngine
+from ..search import Match, SearchEngine, declared_metrics, learned_model
 from ..workspace import Workspace
 from .leaderboard import LeaderboardCache, approval_svg
 from .security import BodyLimit, LookupLog, RateLimiter, Signer, load_secret
@@ -171,11 +171,8 @@ class App:
             return [f"{m}/{Metric.parse(x).value}" for m, x in (s.rsplit("/", 1) for s in wanted)]
         out = []
         for model in models:  # a learned model under its own metric only; one player's taste for them alone
-            saved = learned_model(self.workspace, model)
-            if saved is None:
-                out += [f"{model}/{metric.value}" for metric in Metric]
-            elif not saved.get("personal"):
-                out.append(f"{model}/{'l1' if saved['config']['base_metric'] == 'l1' else 'l2'}")
+            if not (learned_model(self.workspace, model) or {}).get("personal"):
+                out += [f"{model}/{metric.value}" for metric in declared_metrics(self.workspace, model)]
         return out
 
     def session_id(self, request: Request) -> str:
@@ -218,16 +215,6 @@ class App:
 
     def session_of(self, request: Request) -> str | None:
         return self.sessions.unsign(request.cookies.get(SESSION_COOKIE))
-
-
-def learned_model(workspace: Workspace, model: str) -> dict[str, Any] | None:
-    """The saved ``model.json`` of a model learned from votes (``None`` for every other model)."""
-    path = workspace.models_dir / model / "model.json"
-    try:
-        saved = json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, json.JSONDecodeError):
-        return None
-    return saved if saved and saved.get("kind") == "learned" else None
 
 
 def item_json(match: Match | None = None, *, item_id: str | None = None, category: str | None = None,
