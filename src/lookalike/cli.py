@@ -113,6 +113,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         raise LookalikeError("--model is required (or --list to see the backends)")
     ws = _workspace(args)
     params = parse_params(args.param)
+    if args.db is not None:
+        params["db"] = f"embedded:{(ws.root / 'pg').absolute()}" if args.db == "embedded" else args.db
     engine = SearchEngine(ws)
     reports = []
     for metric in Metric.parse_list(args.metric):
@@ -121,7 +123,13 @@ def cmd_index(args: argparse.Namespace) -> int:
         if not params and args.backend is None:
             chosen = stored  # rebuild as it was
         else:
+            declared = INDEXES.get(backend).PARAMS
+            if "table" in declared and "table" not in params:  # data kept elsewhere: named after the index
+                from .index.pgvector import table_name
+
+                params = {**params, "table": table_name(args.model, metric)}
             chosen = INDEXES.get(backend).check_params(params)  # one clear line for unknown names
+            params = {k: v for k, v in params.items() if k != "table"} if "table" in declared else params
         started = time.perf_counter()
         index = engine.build_index(args.model, metric, backend=backend, params=chosen)
         seconds = time.perf_counter() - started
@@ -457,6 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", default=None, metavar="NAME=V,...",
                    help="backend parameters, e.g. M=32,efSearch=64 (faiss-hnsw) or nlist=1024,nprobe=32 "
                         "(faiss-ivf); see --list")
+    p.add_argument("--db", default=None,
+                   help="pgvector backend: 'embedded' (a PostgreSQL server with its data in WS/pg) or a "
+                        "postgresql:// URL (a password is read from PGPASSWORD or ~/.pgpass, never stored)")
     p.add_argument("--measure", type=int, default=1000, metavar="N",
                    help="recall@10 against exact search on N of the catalogue's own items (seeded), latency, "
                         "queries/s (default 1000; 0 skips)")

@@ -42,10 +42,12 @@ def as_matrix(x: np.ndarray, dim: int | None = None, *, what: str = "vectors") -
 class Param:
     """One setting of a backend: its default (``None``: chosen from the data when the index is trained)."""
 
-    default: int | None
+    default: int | str | None
     help: str
     search_time: bool = False  # changes how it searches, not what it stores
     required: bool = False  # no default: the caller must give it (e.g. a vector layout)
+    choices: tuple[str, ...] | None = None  # a word from these instead of a whole number
+    text: bool = False  # any text (e.g. a database URL) instead of a whole number
 
 
 class VectorIndex(ABC):
@@ -80,6 +82,15 @@ class VectorIndex(ABC):
                               + "; ".join(f"{n} ({cls.PARAMS[n].help})" for n in missing))
         for name, value in params.items():
             if value is None:
+                continue
+            spec = cls.PARAMS[name]
+            if spec.text:
+                out[name] = str(value)
+                continue
+            if spec.choices is not None:
+                if str(value) not in spec.choices:
+                    raise ConfigError(f"index parameter {name} must be one of {', '.join(spec.choices)}, got {value!r}")
+                out[name] = str(value)
                 continue
             try:
                 value = int(value)

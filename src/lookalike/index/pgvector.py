@@ -1,0 +1,198 @@
+"""``pgvector``: the vectors in a PostgreSQL table, searched by PostgreSQL (exact scan or HNSW).
+
+A table per model and metric (``table``), keyed by position: ``vector(d)`` for L1 and L2 (``halfvec(d)``,
+float16, for HNSW on 2,001-4,000 dimensions: pgvector's limit for ``vector`` is 2,000), ``bit(d)``
+(sign-binarised, as everywhere else) for Hamming. Rows are bulk-loaded with binary ``COPY``, in batches;
+``index=hnsw`` builds pgvector's HNSW index (``vector_l1_ops`` / ``vector_l2_ops`` / ``bit_hamming_ops``)
+after the first load and PostgreSQL keeps it up to date on later adds; ``index=none`` scans exactly.
+Removed items are deleted from the table. Without a ``table`` the index lives in a temporary table of its
+connection (evaluation galleries) and cannot be saved.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, IndexMismatchError
+from ..metrics import Metric
+from .base import Param, VectorIndex
+from .registry import register_index
+
+OPERATORS = {Metric.L2: "<->", Metric.L1: "<+>", Metric.HAMMING: "<~>"}
+OPCLASSES = {Metric.L2: "l2_ops", Metric.L1: "l1_ops", Metric.HAMMING: "hamming_ops"}  # after the column type
+#: pgvector's HNSW limits by column type
+HNSW_MAX_DIM = {"vector": 2000, "halfvec": 4000, "bit": 64000}
+BATCH = 5000
+
+
+def column_type(metric: Metric, dim: int, index: str) -> str:
+    """``bit`` for Hamming; ``vector`` (float32), or ``halfvec`` (float16) where HNSW needs it (2,001-4,000 dims)."""
+    if metric is Metric.HAMMING:
+        return "bit"
+    if index != "hnsw" or dim <= HNSW_MAX_DIM["vector"]:
+        return "vector"
+    if dim <= HNSW_MAX_DIM["halfvec"]:
+        return "halfvec"
+    raise ConfigError(f"pgvector's HNSW indexes vectors of up to {HNSW_MAX_DIM['halfvec']} dimensions (as halfvec); "
+                      f"these have {dim}: use --param index=none (exact) or a smaller model")
+
+
+def table_name(model: str, metric: Metric | str) -> str:
+    """A safe, stable table name for a model's index under a metric."""
+    safe = re.sub(r"[^a-z0-9_]", "_", model.lower())[:40]
+    return f"lookalike_{safe}_{Metric.parse(metric).value}"
+
+
+@register_index("pgvector")
+class PgVectorIndex(VectorIndex):
+    """Vectors in PostgreSQL + pgvector; exact (``index=none``) or HNSW."""
+
+    backend = "pgvector"
+    exact = False  # HNSW by default; index=none is an exact scan
+    filters_removed = True  # removed rows are deleted
+    PARAMS = {"db": Param(None, "postgresql:// URL or embedded:PATH", required=True, text=True),
+              "table": Param(None, "table name (default: a temporary table)", text=True),
+              "index": Param("hnsw", "hnsw or none (exact scan)", choices=("hnsw", "none")),
+              "m": Param(16, "HNSW graph neighbours per node"),
+              "ef_construction": Param(64, "HNSW candidate list while building"),
+              "ef_search": Param(40, "HNSW candidate list while searching", search_time=True)}
+
+    def __init__(self, dim: int, metric: Metric | str, **params: Any):
+        from ..pg import connect, redact
+
+        super().__init__(dim, metric, **params)
+        self.column = column_type(self.metric, self.dim, self.params["index"])
+        self.exact = self.params["index"] == "none"
+        self.temporary = not self.params["table"]
+        self.table = self.params["table"] or f"lookalike_tmp_{secrets.token_hex(6)}"
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", self.table):
+            raise ConfigError(f"table must be a lower-case SQL name, got {self.table!r}")
+        self._lock = threading.Lock()  # one psycopg connection: one statement at a time
+        self.conn = connect(self.params["db"])
+        self.params["db"] = redact(self.params["db"])  # stored with the index: never a password
+        self._ntotal = 0
+        self._indexed = False
+
+    # -- schema ---------------------------------------------------------------------------------
+    def create_table(self) -> None:
+        """A new, empty table (an older one of that name is replaced: the caller rebuilds the index)."""
+        kind = "TEMPORARY TABLE" if self.temporary else "TABLE"
+        with self._lock:
+            self.conn.execute(f"DROP TABLE IF EXISTS {self.table}")
+            self.conn.execute(f"CREATE {kind} {self.table} (id bigint PRIMARY KEY, embedding {self.column}({self.dim}))")
+
+    def _ensure_index(self) -> None:
+        if self.params["index"] != "hnsw" or self._indexed:
+            return
+        with self._lock:
+            self.conn.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_hnsw ON {self.table} USING hnsw "
+                              f"(embedding {self.column}_{OPCLASSES[self.metric]}) WITH (m = {int(self.params['m'])}, "
+                              f"ef_construction = {int(self.params['ef_construction'])})")
+        self._indexed = True
+
+    # -- VectorIndex ------------------------------------------------------------------------------
+    @property
+    def ntotal(self) -> int:
+        return self._ntotal
+
+    def _add(self, vectors: np.ndarray) -> None:
+        if self._ntotal == 0 and not self._indexed:
+            self.create_table()
+        for start in range(0, len(vectors), BATCH):
+            block = vectors[start : start + BATCH]
+            ids = np.arange(self._ntotal + start, self._ntotal + start + len(block), dtype=np.int64)
+            with self._lock, self.conn.cursor() as cur:
+                with cur.copy(f"COPY {self.table} (id, embedding) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.write(self._copy_data(ids, block))
+        self._ntotal += len(vectors)
+
+    def _copy_data(self, ids: np.ndarray, vectors: np.ndarray) -> bytes:
+        """PostgreSQL's binary COPY stream for (id, embedding) rows, built with numpy."""
+        n, d = vectors.shape
+        if self.metric is Metric.HAMMING:
+            bits = np.packbits(vectors > 0, axis=1)
+            rows = np.empty(n, [("fields", ">i2"), ("id_len", ">i4"), ("id", ">i8"), ("len", ">i4"),
+                                ("bit_len", ">i4"), ("bits", "u1", (bits.shape[1],))])
+            rows["len"], rows["bit_len"], rows["bits"] = 4 + bits.shape[1], d, bits
+        else:
+            kind, size = (">f2", 2) if self.column == "halfvec" else (">f4", 4)
+            rows = np.empty(n, [("fields", ">i2"), ("id_len", ">i4"), ("id", ">i8"), ("len", ">i4"),
+                                ("dim", ">i2"), ("unused", ">i2"), ("values", kind, (d,))])
+            rows["len"], rows["dim"], rows["unused"], rows["values"] = 4 + size * d, d, 0, vectors
+        rows["fields"], rows["id_len"], rows["id"] = 2, 8, ids
+        header = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+        return header + rows.tobytes() + (-1).to_bytes(2, "big", signed=True)
+
+    def _literal(self, query: np.ndarray) -> str:
+        if self.metric is Metric.HAMMING:
+            return "".join("1" if x > 0 else "0" for x in query)
+        return "[" + ",".join(repr(float(x)) for x in query) + "]"
+
+    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        self._ensure_index()
+        out_d = np.full((len(queries), k), np.inf, np.float32)
+        out_i = np.full((len(queries), k), -1, np.int64)
+        op, cast = OPERATORS[self.metric], f"{self.column}({self.dim})"
+        sql = f"SELECT id, embedding {op} %s::{cast} FROM {self.table} ORDER BY embedding {op} %s::{cast} LIMIT %s"
+        with self._lock, self.conn.cursor() as cur:
+            if self.params["index"] == "hnsw":
+                cur.execute(f"SET hnsw.ef_search = {max(int(self.params['ef_search']), k)}")
+            for n, query in enumerate(queries):
+                literal = self._literal(query)
+                rows = cur.execute(sql, (literal, literal, k)).fetchall()
+                for j, (pos, dist) in enumerate(rows):
+                    out_i[n, j], out_d[n, j] = pos, dist
+        return out_d, out_i
+
+    def _removed_changed(self) -> None:
+        with self._lock:
+            self.conn.execute(f"DELETE FROM {self.table} WHERE id = ANY(%s)", (self.removed.tolist(),))
+
+    def _save(self, directory: Path) -> None:
+        if self.temporary:
+            raise ConfigError("this pgvector index lives in a temporary table; build it with a table to save it")
+        self._ensure_index()
+        tmp = directory / "pgvector.json.tmp"
+        tmp.write_text(json.dumps({"table": self.table, "ntotal": self._ntotal, "db": self.params["db"]}))
+        tmp.replace(directory / "pgvector.json")
+
+    @classmethod
+    def _load(cls, directory: Path, dim: int, metric: Metric, params: dict[str, Any]) -> PgVectorIndex:
+        saved = json.loads((directory / "pgvector.json").read_text())
+        index = cls.__new__(cls)
+        VectorIndex.__init__(index, dim, metric, **params)
+        index.column = column_type(index.metric, dim, index.params["index"])
+        index.exact, index.temporary, index.table = index.params["index"] == "none", False, saved["table"]
+        index._lock = threading.Lock()
+        from ..pg import connect
+
+        index.conn = connect(index.params["db"])
+        row = index.conn.execute("SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a WHERE "
+                                 "a.attrelid = to_regclass(%s) AND a.attname = 'embedding'", (index.table,)).fetchone()
+        if row is None:
+            raise ConfigError(f"the index table {index.table} is missing from {saved['db']}; rebuild it with "
+                              "lookalike index")
+        if row[0] != f"{index.column}({dim})":
+            raise IndexMismatchError(f"table {index.table} holds {row[0]}, but this index is {index.column}({dim})")
+        index._ntotal, index._indexed = int(saved["ntotal"]), True
+        return index
+
+    def close(self) -> None:
+        """Close the connection (a temporary table goes with it)."""
+        conn = getattr(self, "conn", None)
+        if conn is not None and not conn.closed:
+            conn.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def memory_bytes(self) -> int:
+        with self._lock:
+            return int(self.conn.execute("SELECT pg_total_relation_size(%s)", (self.table,)).fetchone()[0])
