@@ -115,6 +115,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     params = parse_params(args.param)
     if args.db is not None:
         params["db"] = f"embedded:{(ws.root / 'pg').absolute()}" if args.db == "embedded" else args.db
+    if args.shards is not None:
+        params["shards"] = args.shards
     engine = SearchEngine(ws)
     reports = []
     for metric in Metric.parse_list(args.metric):
@@ -468,6 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=None,
                    help="pgvector backend: 'embedded' (a PostgreSQL server with its data in WS/pg) or a "
                         "postgresql:// URL (a password is read from PGPASSWORD or ~/.pgpass, never stored)")
+    p.add_argument("--shards", default=None, metavar="URL1,URL2,...",
+                   help="pgvector backend: spread the rows over these PostgreSQL servers (postgres_fdw partitions "
+                        "of the --db coordinator; each shard sorts by distance itself)")
     p.add_argument("--measure", type=int, default=1000, metavar="N",
                    help="recall@10 against exact search on N of the catalogue's own items (seeded), latency, "
                         "queries/s (default 1000; 0 skips)")

@@ -123,7 +123,7 @@ class PgVectorIndex(VectorIndex):
                 info = conninfo_to_dict(resolve_url(url))
                 server = f"{self.table}_shard{n}"
                 options = {k: str(info[k]) for k in ("host", "port", "dbname") if info.get(k)}
-                options.update({"extensions": "vector", "fetch_size": "1000"})
+                options.update({"extensions": "vector", "async_capable": "true"})
                 self.conn.execute(f"DROP SERVER IF EXISTS {server} CASCADE")
                 self.conn.execute(f"CREATE SERVER {server} FOREIGN DATA WRAPPER postgres_fdw OPTIONS ("
                                   + ", ".join(f"{k} {_quote(v)}" for k, v in options.items()) + ")")
@@ -201,8 +201,7 @@ class PgVectorIndex(VectorIndex):
         self._ensure_index()
         out_d = np.full((len(queries), k), np.inf, np.float32)
         out_i = np.full((len(queries), k), -1, np.int64)
-        op, cast = OPERATORS[self.metric], f"{self.column}({self.dim})"
-        sql = f"SELECT id, embedding {op} %s::{cast} FROM {self.table} ORDER BY embedding {op} %s::{cast} LIMIT %s"
+        sql, per_query = self._search_sql()
         import psycopg
 
         with self._lock, self.conn.cursor() as cur:
@@ -211,20 +210,35 @@ class PgVectorIndex(VectorIndex):
             for n, query in enumerate(queries):
                 literal = self._literal(query)
                 try:
-                    rows = cur.execute(sql, (literal, literal, k)).fetchall()
+                    rows = cur.execute(sql, per_query(literal, k)).fetchall()
                 except psycopg.OperationalError as exc:  # a shard that is down: never partial results
                     raise ConfigError(f"search failed, a shard is unreachable: {_first_line(exc)}") from None
                 for j, (pos, dist) in enumerate(rows):
                     out_i[n, j], out_d[n, j] = pos, dist
         return out_d, out_i
 
+    def _search_sql(self):
+        """The search statement and its parameters for (query literal, k).
+
+        One node: ``ORDER BY distance LIMIT k`` on the table. Sharded: the same on each foreign partition, in a
+        UNION ALL the coordinator merges (postgres_fdw sends each branch whole, ORDER BY and LIMIT included, to
+        its shard, and runs the branches at once: ``async_capable``)."""
+        op, cast = OPERATORS[self.metric], f"{self.column}({self.dim})"
+        if not self.shards:
+            sql = (f"SELECT id, embedding {op} %(q)s::{cast} AS d FROM {self.table} "
+                   f"ORDER BY embedding {op} %(q)s::{cast} LIMIT %(k)s")
+        else:
+            branches = [f"(SELECT id, embedding {op} %(q)s::{cast} AS d FROM {self.table}_p{n} "
+                        f"ORDER BY embedding {op} %(q)s::{cast} LIMIT %(k)s)" for n in range(len(self.shards))]
+            sql = "SELECT id, d FROM (" + " UNION ALL ".join(branches) + ") AS hits ORDER BY d LIMIT %(k)s"
+        return sql, lambda literal, k: {"q": literal, "k": k}
+
     def explain(self, query: np.ndarray, k: int = 10) -> str:
         """``EXPLAIN VERBOSE`` of one search (sharded: shows the ORDER BY ... LIMIT sent to each shard)."""
-        op, cast = OPERATORS[self.metric], f"{self.column}({self.dim})"
-        literal = self._literal(np.asarray(query).ravel())
+        sql, per_query = self._search_sql()
         with self._lock:
-            rows = self.conn.execute(f"EXPLAIN VERBOSE SELECT id, embedding {op} %s::{cast} FROM {self.table} "
-                                     f"ORDER BY embedding {op} %s::{cast} LIMIT %s", (literal, literal, k)).fetchall()
+            rows = self.conn.execute("EXPLAIN VERBOSE " + sql,
+                                     per_query(self._literal(np.asarray(query).ravel()), k)).fetchall()
         return "\n".join(r[0] for r in rows)
 
     def _removed_changed(self) -> None:
