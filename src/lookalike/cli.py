@@ -82,7 +82,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
     summary = extract_features(ws.catalogue, extractor, ws.feature_store(args.model), batch_size=args.batch_size,
                                overwrite=args.overwrite, items=items,
                                backbone_store=ws.feature_store(backbone.name) if backbone is not None else None,
-                               part_stores=[ws.feature_store(p.name) for p in getattr(extractor, "parts", [])])
+                               part_stores=[ws.feature_store(p.name) for p in getattr(extractor, "parts", [])],
+                               dask=args.dask, models_dir=ws.models_dir.absolute())
     print("\n".join(summary.lines()))
     from .search import SearchEngine
 
@@ -430,6 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["float32", "int8"], default="float32",
                    help="int8: quantise the model (ONNX Runtime static, calibrated on the catalogue's images) "
                         "and extract into the model MODEL-int8")
+    p.add_argument("--dask", default=None, metavar="tcp://HOST:PORT|local:N",
+                   help="compute on a Dask cluster (a scheduler's address, or local:N worker processes on "
+                        "127.0.0.1); workers need the images at the same paths")
     p.add_argument("--calibration-images", type=int, default=None, metavar="N",
                    help="with --precision int8: seeded catalogue images to calibrate on (default 256)")
 

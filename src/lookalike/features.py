@@ -279,7 +279,8 @@ def extract_features(catalogue: Catalogue, extractor: Extractor, store: FeatureS
                      batch_size: int = 32, shard_size: int = 1024, overwrite: bool = False,
                      progress: bool | None = None, backbone_store: FeatureStore | None = None,
                      part_stores: list[FeatureStore] | None = None,
-                     items: list[Item] | None = None) -> ExtractSummary:
+                     items: list[Item] | None = None, dask: str | None = None,
+                     models_dir: Path | None = None) -> ExtractSummary:
     """Compute the vectors of every catalogue item the store lacks (images cropped to their box).
 
     Unreadable images are skipped, counted and named in the summary; everything already stored
@@ -287,7 +288,8 @@ def extract_features(catalogue: Catalogue, extractor: Extractor, store: FeatureS
     with other content or another box) are computed again. A model trained on a frozen backbone
     computes its vectors from ``backbone_store`` where that has them (the same function, minus
     the backbone's cost); a combined model, from its parts' ``part_stores`` likewise. ``items``
-    restricts the run to those catalogue items.
+    restricts the run to those catalogue items. ``dask`` (``tcp://HOST:PORT`` or ``local:N``) computes the
+    rest on a Dask cluster (``lookalike.distributed``; ``models_dir``: where workers find workspace models).
     """
     if overwrite:
         store.clear()
@@ -324,6 +326,15 @@ def extract_features(catalogue: Catalogue, extractor: Extractor, store: FeatureS
                          item_keys(ids))
             summary.computed += len(ids)
         todo = [item for item in todo if item.id not in known]
+    if todo and dask:
+        from .distributed import extract_on_dask
+
+        try:
+            extract_on_dask(catalogue, extractor, store, todo, dask, models_dir or Path("."), summary,
+                            shard_size=shard_size, batch_size=batch_size, keys=keys)
+        finally:
+            summary.total = len(store)
+        return summary
     bar = tqdm(total=len(todo), desc=f"extract {extractor.name}", unit="img",
                disable=None if progress is None else not progress)
     try:
