@@ -15,7 +15,9 @@ from lookalike.metrics import Metric, pairwise_distances
 
 from .test_metrics_index import check_knn_with_ties
 
-BACKENDS = [b for b in list_indexes() if INDEXES.get(b).general]  # shortlist: tests/test_taste.py
+# general-purpose backends that need nothing outside this process (shortlist: test_taste.py; pgvector: test_pgvector.py)
+BACKENDS = [b for b in list_indexes() if INDEXES.get(b).general
+            and not any(p.required for p in INDEXES.get(b).PARAMS.values())]
 METRICS = list(Metric)
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 

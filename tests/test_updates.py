@@ -56,7 +56,12 @@ def exact_ids(workspace: Workspace, query_ids: list[str], metric: Metric, k: int
     return [set(row[1:]) for row in ids]
 
 
-@pytest.mark.parametrize("backend", list_indexes())
+# every backend that needs nothing outside this process (pgvector: tests/test_pgvector.py)
+SELF_CONTAINED = [b for b in list_indexes() if INDEXES.get(b).general
+                  and not any(p.required for p in INDEXES.get(b).PARAMS.values())]
+
+
+@pytest.mark.parametrize("backend", SELF_CONTAINED)
 def test_every_backend_updates_in_place(ws, tmp_path, capsys, backend):
     params = "nlist=4" if backend == "faiss-ivf" else None  # few cells, so the new items get a real place
     args = ["index", "--model", "pixels", "--backend", backend, "-w", ws, "--measure", "50"]
