@@ -141,8 +141,11 @@ class PgVectorIndex(VectorIndex):
             sql = (f"CREATE INDEX IF NOT EXISTS {self.table}_hnsw ON {self.table} USING hnsw (embedding "
                    f"{self.column}_{OPCLASSES[self.metric]}) WITH (m = {int(self.params['m'])}, "
                    f"ef_construction = {int(self.params['ef_construction'])})")
+            # the graph is built in memory when it fits (pgvector's advice): about 1.5 x the vectors' size
+            memory = int(min(8 << 30, max(64 << 20, 1.5 * self._ntotal * self.dim * 4 / max(len(self.shards), 1))))
             with self._lock:
                 for conn in self.shards or [self.conn]:  # sharded: each shard indexes its own rows
+                    conn.execute(f"SET maintenance_work_mem = '{memory // (1 << 20)}MB'")
                     conn.execute(sql)
                     if self.shards:  # postgres_fdw's sessions read the search setting from the shard's database
                         conn.execute(f"ALTER DATABASE {conn.info.dbname} SET hnsw.ef_search = "
@@ -292,8 +295,10 @@ class PgVectorIndex(VectorIndex):
         self.close()
 
     def memory_bytes(self) -> int:
+        """Bytes on disk of the table and its index (every shard's, when sharded)."""
         with self._lock:
-            return int(self.conn.execute("SELECT pg_total_relation_size(%s)", (self.table,)).fetchone()[0])
+            return sum(int(conn.execute("SELECT pg_total_relation_size(%s)", (self.table,)).fetchone()[0])
+                       for conn in self.shards or [self.conn])
 
 
 def _quote(value: str) -> str:
