@@ -75,6 +75,9 @@ def connect(db: str, *, need_vector: bool = True):
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         why = "wrong credentials" if "password" in text or "authentication" in text else "unreachable"
         raise ConfigError(f"cannot connect to {redact(db)} ({why}): {text}") from None
+    # never prepared: a prepared search may get PostgreSQL's generic plan, and postgres_fdw does not send
+    # ORDER BY distance LIMIT k to the shards for a query vector that is a parameter (measured: 100x slower)
+    conn.prepare_threshold = None
     if need_vector:
         check_pgvector(conn, db)
     return conn
