@@ -174,3 +174,13 @@ def test_a_shard_that_is_down_is_named_never_partial(db, three_shards, tmp_path)
         index.search(rng.normal(size=(1, 8)).astype(np.float32), 5)
     with pytest.raises(ConfigError, match="cannot connect to postgresql://lookalike@127.0.0.1"):
         create_index("pgvector", 8, "l2", db=db, table="down_again", shards=urls)
+
+
+def test_a_password_is_used_but_never_stored(three_shards, tmp_path):
+    _data, url = three_shards[0]
+    with_password = url.replace("lookalike@", "lookalike:s3cret@")
+    index = create_index("pgvector", 4, "l2", db=with_password, table="secret_check", index="none")
+    index.add(np.eye(4, dtype=np.float32))
+    index.save(tmp_path)
+    assert index.params["db"] == url and "s3cret" not in (tmp_path / "pgvector.json").read_text()
+    index.close()

@@ -96,3 +96,12 @@ def test_app_with_postgres(postgres_url, tmp_path):
             pair = client.get("/api/game/pair").json()
             assert client.post("/api/game/vote", json={"token": pair["token"], "verdict": "nope"}).status_code == 200
         assert client.get("/api/leaderboard").json()["votes"] == before + 3
+
+
+def test_a_server_without_pgvector_gets_one_line(postgres_url):
+    """Debian's PostgreSQL has no pgvector package: the pgvector backend says so, and creates nothing."""
+    from lookalike.errors import ConfigError
+    from lookalike.index import create_index
+
+    with pytest.raises(ConfigError, match="pgvector is not installed on this server"):
+        create_index("pgvector", 8, "l2", db=postgres_url, table="never_made")
