@@ -1,13 +1,15 @@
 """The web app: search by photo, the catalogue map, Dope or Nope, and the leaderboard.
 
 ``create_app(workspace)`` builds a FastAPI app; ``lookalike serve`` runs it with uvicorn. Pages are
-server-rendered HTML with a little plain JS; every asset is served by the app (no CDN).
+server-rendered HTML with a little plain JS; every asset is served by the app (no CDN). This module holds
+the settings, the shared state (``App``, reached by routes through ``Depends(get_state)``), the error
+handling and the session middleware; the routes live in ``routers/`` (pages, search, game, board, maps)
+and ``taste.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hmac
 import html
 import io
 import json
@@ -16,12 +18,12 @@ import random
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import FastAPI, File, Form, HTTPException, Query, Request, Response, UploadFile
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
@@ -30,7 +32,7 @@ from ..errors import (ConfigError, FeatureStoreError, ImageError, ItemNotFoundEr
 from ..metrics import Metric
 from ..search import Match, SearchEngine, declared_metrics, learned_model
 from ..workspace import Workspace
-from .leaderboard import LeaderboardCache, approval_svg
+from .leaderboard import LeaderboardCache
 from .security import BodyLimit, LookupLog, RateLimiter, Signer, load_secret
 from ..votes import VoteError, VoteStore
 from .work import PoolFull, WorkPool
@@ -103,16 +105,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (410, "the pair expired"), (413, "the body is too large"),
         (422, "invalid input: parameters, image, box"), (429, "too many requests; slow down"),
         (503, "the server is busy (Retry-After)"))}
-
-
-class VoteIn(BaseModel):
-    token: str
-    verdict: str
-
-
-class DuelIn(BaseModel):
-    token: str
-    winner: str
 
 
 def parse_system(system: str) -> tuple[str, Metric]:
@@ -216,6 +208,85 @@ class App:
     def session_of(self, request: Request) -> str | None:
         return self.sessions.unsign(request.cookies.get(SESSION_COOKIE))
 
+    # -- what the routes check ---------------------------------------------------------------------
+    def check_system(self, system: str, request: Request | None = None) -> tuple[str, Metric]:
+        """``(model, metric)`` of a served system (``""``: the first; ``mine``: the caller's own taste)."""
+        if system == MINE:
+            own = self.tastes.system_of(self.session_id(request)) if request is not None else None
+            if own is None:
+                raise HTTPException(409, f"you have no taste model yet: vote on {self.settings.taste_votes} pairs "
+                                         "in Dope or Nope, then learn your taste")
+            return parse_system(own)
+        if not self.systems:
+            raise HTTPException(409, "no search systems: extract features first (lookalike extract --model NAME)")
+        system = system or self.systems[0]
+        if system not in self.systems:
+            raise HTTPException(422, f"unknown system {system!r}; choose one of: {', '.join(self.systems)}")
+        return parse_system(system)
+
+    @staticmethod
+    def check_k(k: int) -> int:
+        if not 1 <= k <= 100:
+            raise HTTPException(422, f"k must be between 1 and 100, got {k}")
+        return k
+
+    def random_query(self, model: str) -> str:
+        ids = self.item_ids(model)
+        if not ids:
+            raise HTTPException(409, f"no items with {model} features")
+        return random.choice(ids)
+
+    def thumbnail_png(self, item_id: str, full: bool) -> bytes:
+        from ..images import load_image
+
+        item = self.workspace.catalogue.get(item_id)  # ids are looked up, never used as paths
+        img = load_image(self.workspace.catalogue.resolve(item.path), None if full else item.box)
+        if not full:
+            img.thumbnail((THUMB_MAX, THUMB_MAX))
+        buffer = io.BytesIO()
+        img.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    # -- votes: who is voting, how fast, on what ------------------------------------------------------
+    def pair_id_from(self, token: str) -> str:
+        pair_id = self.tokens.unsign(token)
+        if pair_id is None:
+            raise VoteError("invalid pair token", 403)
+        return pair_id
+
+    def voter_keys(self, request: Request) -> list[str]:
+        keys = ["address:" + self.client_address(request)]
+        session = self.session_of(request)
+        return keys + ["session:" + session] if session else keys
+
+    def flag_of(self, request: Request, pair_id: str) -> str | None:
+        """``looked-up`` when the voter searched this pair's items before voting (see LookupLog)."""
+        keys = self.voter_keys(request)
+        if not self.settings.flag_lookups or not self.lookups.knows(keys):
+            return None  # most voters never searched: no pair read
+        items = self.votes.pair_items(pair_id)
+        return "looked-up" if items and self.lookups.looked_up(keys, items) else None
+
+    def rate_limit(self, session: str, request: Request) -> None:
+        if not self.address_limiter.allow(self.client_address(request)):
+            raise VoteError("too many votes from your address; slow down", 429)
+        if not self.limiter.allow(session):
+            raise VoteError("too many votes; slow down", 429)
+
+    def pair_limit(self, session: str, request: Request) -> None:
+        if not self.address_pair_limiter.allow(self.client_address(request)) or not self.pair_limiter.allow(session):
+            raise VoteError("too many pairs requested; slow down", 429)
+        self.purge_pairs()
+
+    def public_session(self, session: str) -> str:
+        """The same player keeps one pseudonym in public exports; session ids stay secret."""
+        return self.sessions.sign(session).rsplit(".", 1)[1][:12]
+
+
+def get_state(request: Request) -> App:
+    """The app's shared state, for routes: ``state: App = Depends(get_state)``."""
+    return request.app.state.lookalike
+
 
 def item_json(match: Match | None = None, *, item_id: str | None = None, category: str | None = None,
               distance: float | None = None) -> dict[str, Any]:
@@ -308,267 +379,9 @@ def create_app(workspace: Workspace, settings: Settings | None = None) -> FastAP
             response.headers["Cache-Control"] = "private" + (f", {cache}" if cache and "private" not in cache else "")
         return response
 
-    session_id = state.session_id
 
-    # -- pages --------------------------------------------------------------------------------
+    from .routers import board, game, maps, pages, search
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def search_page(request: Request) -> HTMLResponse:
-        mine = [MINE] if state.tastes.system_of(session_id(request)) else []
-        return page("search", "Search", systems=mine + state.systems)
-
-    @app.get("/game", response_class=HTMLResponse, include_in_schema=False)
-    def game_page() -> HTMLResponse:
-        return page("game", "Dope or Nope")
-
-    @app.get("/duel", response_class=HTMLResponse, include_in_schema=False)
-    def duel_page() -> HTMLResponse:
-        return page("duel", "Head to head")
-
-    @app.get("/leaderboard", response_class=HTMLResponse, include_in_schema=False)
-    def leaderboard_page() -> HTMLResponse:
-        return page("leaderboard", "Leaderboard")
-
-    @app.get("/map", response_class=HTMLResponse, include_in_schema=False)
-    def map_page() -> HTMLResponse:
-        from ..mapping import list_maps
-
-        return page("map", "Catalogue map", maps=list_maps(workspace))
-
-    # -- search ---------------------------------------------------------------------------------
-    @app.get("/api/systems", summary="The search systems (model/metric) this app serves; 'mine' once yours is ready")
-    def systems(request: Request) -> dict[str, Any]:
-        mine = [MINE] if state.tastes.system_of(session_id(request)) else []
-        return {"systems": state.systems + mine, "items": len(workspace.catalogue)}
-
-    def check_system(system: str, request: Request | None = None) -> tuple[str, Metric]:
-        if system == MINE:
-            own = state.tastes.system_of(session_id(request)) if request is not None else None
-            if own is None:
-                raise HTTPException(409, f"you have no taste model yet: vote on {state.settings.taste_votes} pairs in "
-                                         "Dope or Nope, then learn your taste")
-            return parse_system(own)
-        if not state.systems:
-            raise HTTPException(409, "no search systems: extract features first (lookalike extract --model NAME)")
-        system = system or state.systems[0]
-        if system not in state.systems:
-            raise HTTPException(422, f"unknown system {system!r}; choose one of: {', '.join(state.systems)}")
-        return parse_system(system)
-
-    def check_k(k: int) -> int:
-        if not 1 <= k <= 100:
-            raise HTTPException(422, f"k must be between 1 and 100, got {k}")
-        return k
-
-    @app.post("/api/search", summary="Search the catalogue with an uploaded photo")
-    async def search_upload(request: Request,
-                            file: Annotated[UploadFile, File(description="the photo (JPEG, PNG, WebP, ...)")],
-                            system: Annotated[str, Form()] = "",
-                            k: Annotated[int, Form()] = 12,
-                            box: Annotated[str, Form(description="x1,y1,x2,y2 in pixels, 'auto' (find the item; "
-                                                                 "the default) or 'none' (the whole photo)")] = ""
-                            ) -> dict[str, Any]:
-        from ..images import parse_box
-
-        model, metric = check_system(system, request)
-        check_k(k)
-        data = await file.read(state.settings.max_upload_bytes + 1)
-        if len(data) > state.settings.max_upload_bytes:
-            raise HTTPException(413, f"the upload is larger than {state.settings.max_upload_bytes:,} bytes")
-        mode = box.strip() or "auto"
-        crop = mode if mode in ("auto", "none") else parse_box(mode)
-        # decoded (content sniffed, never trusted from the name) and searched in the worker pool
-        result = await state.pool.run(state.engine.search_image, data, model, metric, k, box=crop)
-        query = {key: result.query[key] for key in ("box", "box_source", "size")}
-        query["candidates"] = result.query.get("candidates", [])
-        return {"system": f"{model}/{metric.value}", "query": query,
-                "results": [item_json(m) for m in result.results]}
-
-    @app.get("/api/search/item", summary="Search from a catalogue item (excluded from its own results)")
-    async def search_item(request: Request, item_id: str, system: str = Query(""), k: int = 12) -> dict[str, Any]:
-        model, metric = check_system(system, request)
-        check_k(k)
-        state.lookups.record(voter_keys(request), item_id)
-        result = await state.light_pool.run(state.engine.search_item, item_id, model, metric, k)
-        item = workspace.catalogue.get(item_id)
-        return {"system": f"{model}/{metric.value}", "query": item_json(item_id=item.id, category=item.category),
-                "results": [item_json(m) for m in result.results]}
-
-    def thumbnail_png(item_id: str, full: bool) -> bytes:
-        from ..images import load_image
-
-        item = workspace.catalogue.get(item_id)  # ids are looked up, never used as paths
-        img = load_image(workspace.catalogue.resolve(item.path), None if full else item.box)
-        if not full:
-            img.thumbnail((THUMB_MAX, THUMB_MAX))
-        buffer = io.BytesIO()
-        img.save(buffer, format="PNG")
-        return buffer.getvalue()
-
-    @app.get("/items/{item_id:path}/image", summary="An item's image (cropped to its box), as a thumbnail",
-             response_class=Response, responses={200: {"content": {"image/png": {}}, "description": "PNG"}})
-    async def item_image(item_id: str, full: bool = False) -> Response:
-        data = await state.light_pool.run(thumbnail_png, item_id, full)
-        return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
-
-    # -- Dope or Nope -------------------------------------------------------------------------
-    def random_query(model: str) -> str:
-        ids = state.item_ids(model)
-        if not ids:
-            raise HTTPException(409, f"no items with {model} features")
-        return random.choice(ids)
-
-    @app.get("/api/game/pair", summary="A blind pair: a random item and its nearest match under a hidden system")
-    async def game_pair(request: Request) -> dict[str, Any]:
-        pair_limit(session_id(request), request)
-        return await state.light_pool.run(make_game_pair, session_id(request))
-
-    def make_game_pair(session: str) -> dict[str, Any]:
-        check_system("")
-        own = state.tastes.system_of(session)
-        system = own if own and random.random() < state.settings.mine_share else random.choice(state.systems)
-        model, _ = parse_system(system)
-        query = random_query(model)
-        # exploration: a lower-ranked match now and then, so that votes can say what else would have pleased
-        explore = random.random() < state.settings.explore
-        results = state.nearest(query, system, random.randint(2, state.settings.explore_depth) if explore else 1)
-        match, rank = results[-1], len(results)
-        pair = state.votes.issue("single", session, query, system, match.item_id, match_rank=rank,
-                                 features=state.features_of(model))
-        query_item = workspace.catalogue.get(query)
-        return {"token": state.tokens.sign(pair.id), "query": item_json(item_id=query, category=query_item.category),
-                "match": item_json(item_id=match.item_id, category=match.category)}
-
-    def pair_id_from(token: str) -> str:
-        pair_id = state.tokens.unsign(token)
-        if pair_id is None:
-            raise VoteError("invalid pair token", 403)
-        return pair_id
-
-    def voter_keys(request: Request) -> list[str]:
-        keys = ["address:" + state.client_address(request)]
-        session = state.session_of(request)
-        return keys + ["session:" + session] if session else keys
-
-    def flag_of(request: Request, pair_id: str) -> str | None:
-        """``looked-up`` when the voter searched this pair's items before voting (see LookupLog)."""
-        keys = voter_keys(request)
-        if not state.settings.flag_lookups or not state.lookups.knows(keys):
-            return None  # most voters never searched: no pair read
-        items = state.votes.pair_items(pair_id)
-        return "looked-up" if items and state.lookups.looked_up(keys, items) else None
-
-    def rate_limit(session: str, request: Request) -> None:
-        if not state.address_limiter.allow(state.client_address(request)):
-            raise VoteError("too many votes from your address; slow down", 429)
-        if not state.limiter.allow(session):
-            raise VoteError("too many votes; slow down", 429)
-
-    def pair_limit(session: str, request: Request) -> None:
-        if not state.address_pair_limiter.allow(state.client_address(request)) or not state.pair_limiter.allow(session):
-            raise VoteError("too many pairs requested; slow down", 429)
-        state.purge_pairs()
-
-    @app.post("/api/game/vote", summary="Swipe right (dope) or left (nope) on an issued pair")
-    def game_vote(vote: VoteIn, request: Request) -> dict[str, Any]:
-        session = session_id(request)
-        rate_limit(session, request)
-        pair_id = pair_id_from(vote.token)
-        pair = state.votes.vote(pair_id, session, vote.verdict, flag=flag_of(request, pair_id))
-        return {"accepted": True, "system": pair.system_a, "verdict": vote.verdict}
-
-    @app.get("/api/duel/pair", summary="Head to head: two hidden systems' matches for the same item")
-    async def duel_pair(request: Request) -> dict[str, Any]:
-        pair_limit(session_id(request), request)
-        return await state.light_pool.run(make_duel_pair, session_id(request))
-
-    def make_duel_pair(session: str) -> dict[str, Any]:
-        check_system("")
-        if len(state.systems) < 2:
-            raise HTTPException(409, "head-to-head needs at least two systems; extract features of another model "
-                                     "or serve more metrics")
-        for _attempt in range(32):  # systems often agree on an item: look for one where they do not
-            a, b = random.sample(state.systems, 2)
-            model_a, _ = parse_system(a)
-            model_b, _ = parse_system(b)
-            ids_b = set(state.item_ids(model_b)) if model_a != model_b else None
-            query = random_query(model_a)
-            if ids_b is not None and query not in ids_b:
-                continue
-            match_a, match_b = state.nearest(query, a)[0], state.nearest(query, b)[0]
-            if match_a.item_id != match_b.item_id:
-                break
-        else:
-            raise HTTPException(409, "could not find an item on which two systems disagree; try again")
-        pair = state.votes.issue("duel", session, query, a, match_a.item_id, b, match_b.item_id,
-                                 features=f"{state.features_of(model_a)},{state.features_of(model_b)}")
-        query_item = workspace.catalogue.get(query)
-        return {"token": state.tokens.sign(pair.id), "query": item_json(item_id=query, category=query_item.category),
-                "a": item_json(item_id=match_a.item_id, category=match_a.category),
-                "b": item_json(item_id=match_b.item_id, category=match_b.category)}
-
-    @app.post("/api/duel/vote", summary="Pick the better match of an issued duel ('a' or 'b')")
-    def duel_vote(vote: DuelIn, request: Request) -> dict[str, Any]:
-        session = session_id(request)
-        rate_limit(session, request)
-        pair_id = pair_id_from(vote.token)
-        pair = state.votes.duel(pair_id, session, vote.winner, flag=flag_of(request, pair_id))
-        return {"accepted": True, "a": pair.system_a, "b": pair.system_b, "winner": vote.winner}
-
-    # -- leaderboard and exports ----------------------------------------------------------------
-    @app.get("/api/leaderboard", summary="Systems ranked by approval (Wilson 95% CI) and by Bradley-Terry")
-    def leaderboard(bootstrap: int = Query(200, ge=0)) -> dict[str, Any]:
-        # a thread of its own (not the search pool): cached per vote count, one fit at a time, bounded
-        if bootstrap > state.settings.max_bootstrap:
-            raise HTTPException(422, f"bootstrap must be at most {state.settings.max_bootstrap}, got {bootstrap}")
-        return state.leaderboards.get(state.votes, state.systems, bootstrap)
-
-    @app.get("/api/leaderboard.svg", summary="Approval of each system with its 95% interval, as a picture",
-             response_class=Response, responses={200: {"content": {"image/svg+xml": {}}, "description": "SVG"}})
-    def leaderboard_svg() -> Response:
-        board = state.leaderboards.get(state.votes, state.systems, 0)
-        return Response(approval_svg(board["approval"]), media_type="image/svg+xml",
-                        headers={"Cache-Control": "no-cache"})
-
-    def public_session(session: str) -> str:  # the same player keeps one pseudonym; ids stay secret
-        return state.sessions.sign(session).rsplit(".", 1)[1][:12]
-
-    @app.get("/api/votes.csv", summary="Every raw vote as CSV (sessions as pseudonyms)",
-             response_class=Response, responses={200: {"content": {"text/csv": {}}, "description": "CSV"}})
-    def votes_csv() -> PlainTextResponse:
-        return PlainTextResponse(state.votes.export_csv(public_session), media_type="text/csv",
-                                 headers={"Content-Disposition": "attachment; filename=votes.csv"})
-
-    @app.get("/api/votes.jsonl", summary="Every raw vote as JSON lines (sessions as pseudonyms)",
-             response_class=Response, responses={200: {"content": {"application/x-ndjson": {}}, "description": "JSON lines"}})
-    def votes_jsonl() -> PlainTextResponse:
-        return PlainTextResponse(state.votes.export_jsonl(public_session), media_type="application/x-ndjson",
-                                 headers={"Content-Disposition": "attachment; filename=votes.jsonl"})
-
-    @app.get("/api/admin/votes.jsonl", summary="Every raw vote with session ids (Authorization: Bearer TOKEN)",
-             response_class=Response, responses={200: {"content": {"application/x-ndjson": {}}, "description": "JSON lines"}})
-    def admin_votes(request: Request) -> PlainTextResponse:
-        token = state.settings.admin_token or os.environ.get("LOOKALIKE_ADMIN_TOKEN")
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not token:
-            raise HTTPException(404, "no admin token is configured (--admin-token or $LOOKALIKE_ADMIN_TOKEN)")
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(403, "a valid admin token is needed: Authorization: Bearer TOKEN")
-        return PlainTextResponse(state.votes.export_jsonl(), media_type="application/x-ndjson",
-                                 headers={"Content-Disposition": "attachment; filename=votes-full.jsonl"})
-
-    # -- map --------------------------------------------------------------------------------------
-    @app.get("/api/map/{model}", summary="The saved 2-D map of a model's feature space")
-    def map_data(model: str) -> dict[str, Any]:
-        from ..mapping import load_map
-
-        return load_map(workspace, model)
-
-    @app.get("/api/map/{model}/atlas.png", summary="The map's thumbnail atlas",
-             response_class=Response, responses={200: {"content": {"image/png": {}}, "description": "PNG"}})
-    def map_atlas(model: str) -> Response:
-        from ..mapping import map_file
-
-        return Response(map_file(workspace, model, "atlas.png").read_bytes(), media_type="image/png")
-
+    for module in (pages, search, game, board, maps):
+        app.include_router(module.router)
     return app

@@ -1,0 +1,96 @@
+"""Dope or Nope and head-to-head duels: pairs issued by the server, votes recorded once."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel
+
+from ..app import App, get_state, item_json, parse_system
+
+router = APIRouter()
+
+
+class VoteIn(BaseModel):
+    token: str
+    verdict: str
+
+
+class DuelIn(BaseModel):
+    token: str
+    winner: str
+
+
+@router.get("/api/game/pair", summary="A blind pair: a random item and its nearest match under a hidden system")
+async def game_pair(request: Request, state: App = Depends(get_state)) -> dict[str, Any]:
+    state.pair_limit(state.session_id(request), request)
+    return await state.light_pool.run(make_game_pair, state, state.session_id(request))
+
+
+def make_game_pair(state: App, session: str) -> dict[str, Any]:
+    state.check_system("")
+    own = state.tastes.system_of(session)
+    system = own if own and random.random() < state.settings.mine_share else random.choice(state.systems)
+    model, _ = parse_system(system)
+    query = state.random_query(model)
+    # exploration: a lower-ranked match now and then, so that votes can say what else would have pleased
+    explore = random.random() < state.settings.explore
+    results = state.nearest(query, system, random.randint(2, state.settings.explore_depth) if explore else 1)
+    match, rank = results[-1], len(results)
+    pair = state.votes.issue("single", session, query, system, match.item_id, match_rank=rank,
+                             features=state.features_of(model))
+    query_item = state.workspace.catalogue.get(query)
+    return {"token": state.tokens.sign(pair.id), "query": item_json(item_id=query, category=query_item.category),
+            "match": item_json(item_id=match.item_id, category=match.category)}
+
+
+@router.post("/api/game/vote", summary="Swipe right (dope) or left (nope) on an issued pair")
+def game_vote(vote: VoteIn, request: Request, state: App = Depends(get_state)) -> dict[str, Any]:
+    session = state.session_id(request)
+    state.rate_limit(session, request)
+    pair_id = state.pair_id_from(vote.token)
+    pair = state.votes.vote(pair_id, session, vote.verdict, flag=state.flag_of(request, pair_id))
+    return {"accepted": True, "system": pair.system_a, "verdict": vote.verdict}
+
+
+@router.get("/api/duel/pair", summary="Head to head: two hidden systems' matches for the same item")
+async def duel_pair(request: Request, state: App = Depends(get_state)) -> dict[str, Any]:
+    state.pair_limit(state.session_id(request), request)
+    return await state.light_pool.run(make_duel_pair, state, state.session_id(request))
+
+
+def make_duel_pair(state: App, session: str) -> dict[str, Any]:
+    state.check_system("")
+    if len(state.systems) < 2:
+        raise HTTPException(409, "head-to-head needs at least two systems; extract features of another model "
+                                 "or serve more metrics")
+    for _attempt in range(32):  # systems often agree on an item: look for one where they do not
+        a, b = random.sample(state.systems, 2)
+        model_a, _ = parse_system(a)
+        model_b, _ = parse_system(b)
+        ids_b = set(state.item_ids(model_b)) if model_a != model_b else None
+        query = state.random_query(model_a)
+        if ids_b is not None and query not in ids_b:
+            continue
+        match_a, match_b = state.nearest(query, a)[0], state.nearest(query, b)[0]
+        if match_a.item_id != match_b.item_id:
+            break
+    else:
+        raise HTTPException(409, "could not find an item on which two systems disagree; try again")
+    pair = state.votes.issue("duel", session, query, a, match_a.item_id, b, match_b.item_id,
+                             features=f"{state.features_of(model_a)},{state.features_of(model_b)}")
+    query_item = state.workspace.catalogue.get(query)
+    return {"token": state.tokens.sign(pair.id), "query": item_json(item_id=query, category=query_item.category),
+            "a": item_json(item_id=match_a.item_id, category=match_a.category),
+            "b": item_json(item_id=match_b.item_id, category=match_b.category)}
+
+
+@router.post("/api/duel/vote", summary="Pick the better match of an issued duel ('a' or 'b')")
+def duel_vote(vote: DuelIn, request: Request, state: App = Depends(get_state)) -> dict[str, Any]:
+    session = state.session_id(request)
+    state.rate_limit(session, request)
+    pair_id = state.pair_id_from(vote.token)
+    pair = state.votes.duel(pair_id, session, vote.winner, flag=state.flag_of(request, pair_id))
+    return {"accepted": True, "a": pair.system_a, "b": pair.system_b, "winner": vote.winner}
