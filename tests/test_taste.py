@@ -276,3 +276,10 @@ def test_a_player_learns_their_taste_and_only_they_see_mine(ws, tmp_path):
     again = create_app(ws, settings)
     assert not any(s.startswith("taste-") for s in again.state.lookalike.systems)
     assert len([j for j in again.state.lookalike.tastes._jobs.values() if j.state == "ready"]) >= 1
+
+
+def test_the_default_taste_base_is_a_deep_model_not_appearance(ws, tmp_path):
+    app = create_app(ws, Settings(db_url=f"sqlite:///{tmp_path / 'v.sqlite'}", secret="s"))
+    state = app.state.lookalike
+    assert state.systems[0].startswith("appearance/")  # served, sorted first
+    assert state.tastes.base_system == "pixels/l1"

@@ -645,7 +645,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--taste-votes", type=int, default=None,
                    help="votes a player needs before 'learn my taste' (default 50)")
     p.add_argument("--taste-base", default=None,
-                   help="MODEL/METRIC personal tastes start from (default: the first served system)")
+                   help="MODEL/METRIC personal tastes start from (default: the first served system of a model "
+                        "that is neither appearance nor learned from votes)")
     p.add_argument("--log-level", default="info")
 
     p = add("info", cmd_info, "summarise a workspace")

@@ -87,7 +87,8 @@ class Settings:
     explore: float = 0.5
     explore_depth: int = 30
     taste_votes: int = 50  # votes a player needs before "learn my taste"
-    taste_base: str | None = None  # MODEL/METRIC a personal taste starts from; default the first served system
+    taste_base: str | None = None  # MODEL/METRIC a personal taste starts from; default the first served system of
+    # a model that is neither appearance nor learned from votes
     mine_share: float = 0.5  # of a player's pairs, once their own model is ready
 
 
@@ -147,7 +148,11 @@ class App:
         self.systems = self._systems(settings.systems)
         self._ids: dict[str, list[str]] = {}
         self._features: dict[str, tuple[str, str]] = {}
-        base = settings.taste_base or next(iter(self.systems), None)
+        # a taste starts from a served deep model: not the appearance numbers (they are what a taste adds), not a
+        # model already learned from votes
+        deep = [s for s in self.systems if not s.startswith("appearance/")
+                and learned_model(workspace, parse_system(s)[0]) is None]
+        base = settings.taste_base or next(iter(deep or self.systems), None)
         if base is not None and base not in self.systems:
             raise ConfigError(f"taste base {base!r} is not a served system; choose one of: {', '.join(self.systems)}")
         self.tastes = TasteJobs(workspace, db_url, base, settings.taste_votes)
