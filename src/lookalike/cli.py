@@ -301,10 +301,12 @@ def cmd_learn(args: argparse.Namespace) -> int:
         bar.set_postfix_str(stage)
         bar.update(round(100 * fraction) - bar.n)
 
+    given = {k: v for k, v in (("min_votes", args.min_votes), ("seed", args.seed), ("shortlist", args.shortlist))
+             if v is not None}  # the defaults live in learn()
     try:
         result = learn(ws, args.base, args.metric, args.name, sessions=args.session or None, db_url=args.db,
-                       all_systems=args.all_systems, min_votes=args.min_votes, include_flagged=args.include_flagged,
-                       overwrite=args.overwrite, progress=progress, seed=args.seed, shortlist=args.shortlist)
+                       all_systems=args.all_systems, include_flagged=args.include_flagged,
+                       overwrite=args.overwrite, progress=progress, **given)
     finally:
         bar.close()
     print("\n".join(result.lines()))
@@ -605,12 +607,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=None, help="votes database URL (default: sqlite in the workspace)")
     p.add_argument("--all-systems", action="store_true",
                    help="learn from every verdict, whichever system showed the pair (a verdict is about two items)")
-    p.add_argument("--min-votes", type=int, default=50, help="fewest votes to learn from (default 50)")
+    p.add_argument("--min-votes", type=int, default=None, help="fewest votes to learn from (default 50)")
     p.add_argument("--include-flagged", action="store_true",
                    help="also learn from flagged votes (e.g. on items the voter looked up first)")
-    p.add_argument("--shortlist", type=int, default=30,
+    p.add_argument("--shortlist", type=int, default=None,
                    help="the base's nearest items the learned taste re-ranks (default 30, as the game explores)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="seed of the held-out folds and samples (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace a learned model of that name")
 
     p = add("map", cmd_map, "2-D t-SNE map of a seeded sample of the catalogue (for the web page and reports)")
