@@ -160,7 +160,11 @@ def main() -> None:
             if hasattr(index, "close"):
                 index.close()
     finally:
+        from lookalike.pg import stop_embedded
+
         stop_servers(dirs)
+        stop_embedded()
+        shutil.rmtree(root, ignore_errors=True)  # the tables: gigabytes at a million vectors
     if args.out:
         Path(args.out).write_text(json.dumps({"vectors": args.vectors, "n": args.n, "dim": int(vectors.shape[1]),
                                               "metric": metric.value, "queries": len(queries), "rows": rows},

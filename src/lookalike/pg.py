@@ -40,6 +40,14 @@ def embedded_url(data_dir: str | Path) -> str:
         return server.get_uri()
 
 
+def stop_embedded() -> None:
+    """Stop the embedded servers this process started (they also stop when it exits)."""
+    with _LOCK:
+        for server in _SERVERS.values():
+            server.cleanup()
+        _SERVERS.clear()
+
+
 def resolve_url(db: str) -> str:
     """A ``postgresql://`` URL for ``db`` (``embedded:PATH`` starts that embedded server)."""
     if db.startswith("embedded:"):
