@@ -126,13 +126,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         if not params and args.backend is None:
             chosen = stored  # rebuild as it was
         else:
-            declared = INDEXES.get(backend).PARAMS
-            if "table" in declared and "table" not in params:  # data kept elsewhere: named after the index
-                from .index.pgvector import table_name
-
-                params = {**params, "table": table_name(args.model, metric)}
             chosen = INDEXES.get(backend).check_params(params)  # one clear line for unknown names
-            params = {k: v for k, v in params.items() if k != "table"} if "table" in declared else params
         started = time.perf_counter()
         index = engine.build_index(args.model, metric, backend=backend, params=chosen)
         seconds = time.perf_counter() - started

@@ -15,6 +15,8 @@ random-pair baseline computed the same way (plus its expected value).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -286,7 +288,7 @@ def _score(model: str, metric: str, hits: np.ndarray, relevant: np.ndarray, quer
     return EvalRow(model, metric, float(hits[:, 0].mean()), precision, recall, float(np.mean(ap)), per_cat)
 
 
-class Evaluator:
+class Evaluator(ABC):
     """Scores a model on fixed data, built once and called at every checkpoint (sentence-transformers style).
 
     ``__call__(model)`` returns named scores; ``primary`` names the one that chooses checkpoints, and
@@ -298,14 +300,9 @@ class Evaluator:
     primary: str = ""
     greater_is_better: bool = True
 
+    @abstractmethod
     def __call__(self, model) -> dict[str, float]:  # noqa: ANN001 - each evaluator knows its kind of model
-        raise NotImplementedError
-
-    def better(self, a: dict[str, float], b: dict[str, float] | None) -> bool:
-        """Whether scores ``a`` beat scores ``b`` on the primary score (anything beats ``None``)."""
-        if b is None:
-            return True
-        return a[self.primary] > b[self.primary] if self.greater_is_better else a[self.primary] < b[self.primary]
+        """Named scores of ``model`` on this evaluator's data."""
 
 
 class RetrievalEvaluator(Evaluator):

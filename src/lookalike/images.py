@@ -31,6 +31,8 @@ Box = tuple[float, float, float, float]
 
 #: Photos searched by upload are decoded so that their longer side is at most this (JPEG: at reduced DCT scale).
 MAX_PHOTO_SIDE = 2048
+#: the longest side of an item's thumbnail (the web app's images, what simulated players look at)
+THUMB_MAX = 256
 
 
 def load_image(
@@ -57,6 +59,16 @@ def load_image(
             raise ImageError(f"{_name(source)}: a box needs 4 numbers x1,y1,x2,y2, got {len(box)}")
         rgb = crop_to_box(rgb, [float(v) * scale for v in box], name=_name(source))
     return rgb
+
+
+def item_thumbnail(catalogue, item_id: str, *, full: bool = False) -> Image.Image:
+    """A catalogue item's image cropped to its box and shrunk to ``THUMB_MAX`` (``full``: the whole image as
+    is). Items are looked up by id, never by a path from outside."""
+    item = catalogue.get(item_id)
+    img = load_image(catalogue.resolve(item.path), None if full else item.box)
+    if not full:
+        img.thumbnail((THUMB_MAX, THUMB_MAX))
+    return img
 
 
 def _name(source: str | Path | bytes) -> str:

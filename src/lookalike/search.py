@@ -80,7 +80,7 @@ class SearchEngine:
         self.backend = backend
         self.params = params
         self._indexes: dict[tuple[str, Metric], ItemIndex] = {}
-        self._extractors: dict[str, Any] = {}
+        self._extractors: dict[str, tuple[str, Any]] = {}  # model -> (its store's fingerprint, extractor)
         self._localiser = None
         self._lock = threading.RLock()  # loading, building and updating; searches run in parallel
 
@@ -102,6 +102,12 @@ class SearchEngine:
         if backend is None:
             backend, stored = self.index_spec(model, metric)
             params = stored if params is None else params
+        from .index import INDEXES
+
+        if "table" in INDEXES.get(backend).PARAMS and not (params or {}).get("table"):
+            from .index.pgvector import table_name  # a stored index's rows kept in a database: named after it
+
+            params = {**(params or {}), "table": table_name(model, metric)}
         store = self.workspace.feature_store(model)
         with self._lock:
             index = ItemIndex.from_store(store, model, metric, backend=backend, params=params)
@@ -230,18 +236,16 @@ class SearchEngine:
     def _extractor(self, model: str, weights: str | Path | None):
         from .extractors import create_extractor
 
+        store = self.workspace.feature_store(model)
+        stamp = store.fingerprint()  # a stat; it changes when the model's vectors are made again (a re-learned taste)
         with self._lock:
             cached = self._extractors.get(model)
-            if cached is not None and cached.weights_checksum() != \
-                    self.workspace.feature_store(model).manifest()["weights_sha256"]:
-                cached = self._extractors.pop(model)  # the model was trained again since (e.g. a taste re-learned)
-                cached = None
-            if cached is None:
+            if cached is None or cached[0] != stamp:
                 extractor = create_extractor(model, weights=weights)
-                wanted = self.workspace.feature_store(model).manifest()["weights_sha256"]
+                wanted = store.manifest()["weights_sha256"]
                 if extractor.weights_checksum() != wanted:
                     raise FeatureStoreError(
                         f"{model}: the catalogue's features were made with weights {wanted[:12]}, but the weights "
                         f"found now are {extractor.weights_checksum()[:12]}; pass the same --weights or re-extract")
-                self._extractors[model] = extractor
-            return self._extractors[model]
+                self._extractors[model] = (stamp, extractor)
+            return self._extractors[model][1]

@@ -10,6 +10,7 @@ have them, which takes seconds.
 from __future__ import annotations
 
 import hashlib
+from abc import abstractmethod
 import json
 import math
 from pathlib import Path
@@ -40,9 +41,9 @@ class PartsExtractor(Extractor):
         self._sizes = [math.prod(s) for s in self._shapes]
         self.input_shape = (sum(self._sizes),)
 
+    @abstractmethod
     def combine(self, vectors: list[np.ndarray]) -> np.ndarray:
         """The parts' vectors (same rows, one array per part) -> this model's vectors."""
-        raise NotImplementedError
 
     def build_torch(self):
         raise ConfigError(f"{self.name} is made of models with their own inputs; it has no single torch module "

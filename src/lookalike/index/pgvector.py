@@ -259,28 +259,14 @@ class PgVectorIndex(VectorIndex):
     @classmethod
     def _load(cls, directory: Path, dim: int, metric: Metric, params: dict[str, Any]) -> PgVectorIndex:
         saved = json.loads((directory / "pgvector.json").read_text())
-        index = cls.__new__(cls)
-        VectorIndex.__init__(index, dim, metric, **params)
-        index.column = column_type(index.metric, dim, index.params["index"])
-        index.exact, index.temporary, index.table = index.params["index"] == "none", False, saved["table"]
-        index._lock = threading.Lock()
-        from ..pg import connect
-
-        index.conn = connect(index.params["db"])
-        index.shard_urls = [u for u in (index.params.get("shards") or "").split(",") if u]
-        index.shards = []
-        try:
-            for url in index.shard_urls:
-                index.shards.append(connect(url))
-        except Exception:
-            index.close()
-            raise
+        index = cls(dim, metric, **{**params, "table": saved["table"]})  # connects to the coordinator and shards
         row = index.conn.execute("SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a WHERE "
                                  "a.attrelid = to_regclass(%s) AND a.attname = 'embedding'", (index.table,)).fetchone()
-        if row is None:
-            raise ConfigError(f"the index table {index.table} is missing from {saved['db']}; rebuild it with "
-                              "lookalike index")
-        if row[0] != f"{index.column}({dim})":
+        if row is None or row[0] != f"{index.column}({dim})":
+            index.close()
+            if row is None:
+                raise ConfigError(f"the index table {index.table} is missing from {saved['db']}; rebuild it with "
+                                  "lookalike index")
             raise IndexMismatchError(f"table {index.table} holds {row[0]}, but this index is {index.column}({dim})")
         index._ntotal, index._indexed = int(saved["ntotal"]), True
         return index

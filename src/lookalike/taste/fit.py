@@ -43,6 +43,10 @@ class VoteSet:
     def __len__(self) -> int:
         return len(self.dope) + len(self.winner)
 
+    @property
+    def n_components(self) -> int:
+        return self.single.shape[1] if len(self.single) else self.winner.shape[1]
+
     def take(self, single_rows: np.ndarray, duel_rows: np.ndarray) -> VoteSet:
         return VoteSet(self.single[single_rows], self.dope[single_rows], self.single_query[single_rows],
                        self.winner[duel_rows], self.loser[duel_rows], self.duel_query[duel_rows])
@@ -66,28 +70,36 @@ def _unpack(theta: np.ndarray) -> tuple[np.ndarray, float]:
     return theta[:-1], float(theta[-1])
 
 
+def _design(votes: VoteSet) -> tuple[np.ndarray, np.ndarray]:
+    """``(D, b)`` such that each vote's signed margin is ``D @ weights + b * bias`` (> 0: the taste predicts it).
+
+    A verdict's margin is ``sign * (bias - c . w)`` (sign +1 for dope, -1 for nope); a duel's is
+    ``(c_loser - c_winner) . w``."""
+    sign = 2.0 * votes.dope - 1.0
+    design = np.concatenate([-sign[:, None] * votes.single, votes.loser - votes.winner])
+    return design, np.concatenate([sign, np.zeros(len(votes.winner))])
+
+
+def _margins(votes: VoteSet, weights: np.ndarray, bias: float) -> np.ndarray:
+    design, bias_column = _design(votes)
+    return design @ weights + bias_column * bias
+
+
 def per_vote_loss(votes: VoteSet, weights: np.ndarray, bias: float) -> np.ndarray:
     """Negative log-likelihood of each vote (verdicts first, then duels)."""
-    z_single = bias - votes.single @ weights
-    sign = 2.0 * votes.dope - 1.0
-    z_duel = (votes.loser - votes.winner) @ weights
-    return np.concatenate([np.logaddexp(0.0, -sign * z_single), np.logaddexp(0.0, -z_duel)])
+    return np.logaddexp(0.0, -_margins(votes, weights, bias))
 
 
-def _objective(theta: np.ndarray, votes: VoteSet, penalty: float, free: np.ndarray) -> tuple[float, np.ndarray]:
+def _objective(theta: np.ndarray, design: np.ndarray, bias_column: np.ndarray, penalty: float,
+               free: np.ndarray) -> tuple[float, np.ndarray]:
     weights, bias = _unpack(theta * free)
-    n = max(len(votes), 1)
-    z_single = bias - votes.single @ weights
-    sign = 2.0 * votes.dope - 1.0
-    z_duel = (votes.loser - votes.winner) @ weights
-    loss = (np.logaddexp(0.0, -sign * z_single).sum() + np.logaddexp(0.0, -z_duel).sum()) / n
-    g_single = -sign * _sigmoid(-sign * z_single)  # d loss / d z_single
-    g_duel = -_sigmoid(-z_duel)
-    grad_w = (-(votes.single.T @ g_single) + (votes.loser - votes.winner).T @ g_duel) / n
-    grad_b = g_single.sum() / n
-    loss += penalty * weights[1:].sum()
+    n = max(len(design), 1)
+    margins = design @ weights + bias_column * bias
+    slope = -_sigmoid(-margins) / n  # d loss / d margin
+    loss = np.logaddexp(0.0, -margins).sum() / n + penalty * weights[1:].sum()
+    grad_w = design.T @ slope
     grad_w[1:] += penalty
-    return loss, np.concatenate([grad_w, [grad_b]]) * free
+    return loss, np.concatenate([grad_w, [bias_column @ slope]]) * free
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -97,7 +109,7 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 def fit_weights(votes: VoteSet, penalty: float | str | None) -> Taste:
     """Weights for one penalty strength (``None``: the base's weight and the bias only; ``"rate"``: the bias
     only, i.e. the dope rate, no distance at all)."""
-    n_components = votes.single.shape[1] if len(votes.single) else votes.winner.shape[1]
+    n_components = votes.n_components
     free = np.ones(n_components + 1)
     if penalty is None or penalty == "rate":
         free[1 if penalty is None else 0 : -1] = 0.0
@@ -105,7 +117,7 @@ def fit_weights(votes: VoteSet, penalty: float | str | None) -> Taste:
     # the base keeps a (tiny) positive weight: its block of a learned vector must still rank the base's shortlist
     bounds = [(MIN_BASE_WEIGHT, None)] + [(0.0, None)] * (n_components - 1) + [(None, None)]
     strength = penalty if isinstance(penalty, float) else 0.0
-    result = minimize(_objective, start, args=(votes, strength, free), jac=True, method="L-BFGS-B",
+    result = minimize(_objective, start, args=(*_design(votes), strength, free), jac=True, method="L-BFGS-B",
                       bounds=bounds, options={"maxiter": 500})
     weights, bias = _unpack(result.x * free)
     weights = np.maximum(weights, 0.0)
@@ -155,8 +167,7 @@ def learn_taste(votes: VoteSet, *, folds: int = 5, seed: int = 0,
             best = c
     chosen = fit_weights(votes, best) if best is not None else None
     if chosen is None or chosen.weights[1:].sum() <= 1e-9:  # nothing beyond the base: rank as the base does
-        chosen, best = Taste(np.eye(1, votes.single.shape[1] if len(votes.single) else votes.winner.shape[1])[0],
-                             0.0, None), None
+        chosen, best = Taste(np.eye(1, votes.n_components)[0], 0.0, None), None
     label = {"rate": "rate", None: "base"}
     chosen.scores = {f"heldout_loss[{label.get(c, c)}]": float(losses[c].mean()) for c in candidates}
     chosen.scores["heldout_accuracy"] = float(correct[best].mean())
@@ -185,6 +196,4 @@ class VoteEvaluator(Evaluator):
 
 def _correct(votes: VoteSet, taste: Taste) -> np.ndarray:
     """1 where the taste predicts the vote (verdict on the right side of 1/2, duel winner nearer)."""
-    z_single = taste.bias - votes.single @ taste.weights
-    z_duel = (votes.loser - votes.winner) @ taste.weights
-    return np.concatenate([((z_single > 0) == (votes.dope > 0.5)).astype(float), (z_duel > 0).astype(float)])
+    return (_margins(votes, taste.weights, taste.bias) > 0).astype(float)

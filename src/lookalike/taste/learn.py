@@ -140,9 +140,9 @@ def learn(ws: Workspace, base: str, metric: str | Metric, name: str, *, sessions
         app_store.check_compatible(appearance)
     except FeatureStoreError:  # made by another version of the descriptor: computed again (no weights involved)
         app_store.clear()
+    items = [it for it in ws.catalogue.items() if it.id in current]  # what the learned model gets vectors for
     if not app_store.exists() or not current <= app_store.stored_ids():
-        extract_features(ws.catalogue, appearance, app_store, progress=None,
-                         items=[it for it in ws.catalogue.items() if it.id in current])
+        extract_features(ws.catalogue, appearance, app_store, progress=None, items=items)
     report("components", 0.5)
     rng = np.random.default_rng(seed)
     ids = sorted(current & app_store.stored_ids())
@@ -180,7 +180,7 @@ def learn(ws: Workspace, base: str, metric: str | Metric, name: str, *, sessions
     report("vectors", 0.85)
     out = ws.feature_store(name)
     extract_features(ws.catalogue, learned, out, overwrite=True, progress=None, part_stores=[base_store, app_store],
-                     items=[it for it in ws.catalogue.items() if it.id in current])
+                     items=items)
     report("done", 1.0)
     share = _group_shares(votes, taste.weights, len(space.directions))
     return LearnResult(name, directory, system, taste, len(verdicts), len(duels), dict(left_out), share)

@@ -18,8 +18,10 @@ for query items the player never voted on.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +44,7 @@ def _item_mask(grey: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class Player:
+class Player(ABC):
     """A hidden taste. Subclasses implement ``likes`` on two (image, category) views."""
 
     name: str
@@ -56,8 +58,9 @@ class Player:
     def perceive(self, img: Image.Image, category: str) -> Any:
         return category
 
+    @abstractmethod
     def likes(self, query: Any, match: Any) -> bool:
-        raise NotImplementedError
+        """Whether a match seen as ``match`` pleases for a query seen as ``query``."""
 
     def judge(self, query_id: str, query_category: str, match_id: str, match_category: str, look: Look) -> bool:
         return self.likes(self.view(query_id, query_category, look), self.view(match_id, match_category, look))
@@ -132,17 +135,18 @@ class CutPlayer(Player):
 
 
 class RandomPlayer(Player):
-    """Dope or nope by a coin, the same coin for the same pair (so equal matches get equal verdicts)."""
+    """Dope or nope by a coin, the same coin for the same pair of images (equal matches get equal verdicts)."""
 
     def __init__(self, seed: int = 0, p: float = 0.5):
         super().__init__("random")
         self.seed = seed
         self.p = p
 
-    def judge(self, query_id, query_category, match_id, match_category, look) -> bool:
-        import hashlib
+    def perceive(self, img, category):
+        return hashlib.sha256(img.tobytes()).hexdigest()
 
-        digest = hashlib.sha256(f"{self.seed}/{query_id}/{match_id}".encode()).digest()
+    def likes(self, query, match) -> bool:
+        digest = hashlib.sha256(f"{self.seed}/{query}/{match}".encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64 < self.p
 
 
@@ -196,16 +200,10 @@ def http_look(client) -> Look:
 
 
 def catalogue_look(ws) -> Look:
-    """Item images from the catalogue (cropped to their box), as the app serves them."""
-    from ..images import load_image
+    """Item images from the catalogue, as the app serves them (cropped to their box, thumbnail size)."""
+    from ..images import item_thumbnail
 
-    def look(item_id: str) -> Image.Image:
-        item = ws.catalogue.get(item_id)
-        img = load_image(ws.catalogue.resolve(item.path), item.box)
-        img.thumbnail((256, 256))
-        return img
-
-    return look
+    return lambda item_id: item_thumbnail(ws.catalogue, item_id)
 
 
 def play(client, player: Player, rounds: int) -> list[dict[str, Any]]:
@@ -227,13 +225,10 @@ def play(client, player: Player, rounds: int) -> list[dict[str, Any]]:
 def approval(engine, ws, player: Player, model: str, metric: str, queries: list[str]) -> float:
     """Share of ``model/metric``'s top matches of ``queries`` that ``player`` likes (judged on catalogue images)."""
     look = catalogue_look(ws)
-    store = ws.feature_store(model)
-    index = engine.get_index(model, metric)
-    rows = index.search(np.ascontiguousarray(store.vectors_for(queries), np.float32), 1, model=model, exclude=queries)
-    matches = [row[0][0] for row in rows]
-    items = ws.catalogue.get_many(list(set(queries) | set(matches)))
-    liked = [player.judge(q, items[q].category, m, items[m].category, look) for q, m in zip(queries, matches)]
-    return float(np.mean(liked))
+    found = engine.search_vectors(ws.feature_store(model).vectors_for(queries), model, metric, 1, exclude=queries)
+    categories = {item.id: item.category for item in ws.catalogue.get_many(queries).values()}
+    return float(np.mean([player.judge(q, categories[q], row[0].item_id, row[0].category, look)
+                          for q, row in zip(queries, found)]))
 
 
 def unseen_queries(ws, model: str, voted: list[dict[str, Any]], count: int, seed: int = 0) -> list[str]:

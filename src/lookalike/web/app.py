@@ -51,7 +51,6 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
-THUMB_MAX = 256
 
 
 @dataclass
@@ -242,14 +241,10 @@ class App:
         return random.choice(ids)
 
     def thumbnail_png(self, item_id: str, full: bool) -> bytes:
-        from ..images import load_image
+        from ..images import item_thumbnail
 
-        item = self.workspace.catalogue.get(item_id)  # ids are looked up, never used as paths
-        img = load_image(self.workspace.catalogue.resolve(item.path), None if full else item.box)
-        if not full:
-            img.thumbnail((THUMB_MAX, THUMB_MAX))
         buffer = io.BytesIO()
-        img.save(buffer, format="PNG")
+        item_thumbnail(self.workspace.catalogue, item_id, full=full).save(buffer, format="PNG")
         return buffer.getvalue()
 
     # -- votes: who is voting, how fast, on what ------------------------------------------------------

@@ -30,19 +30,22 @@ def leaderboard_svg(state: App = Depends(get_state)) -> Response:
     return Response(approval_svg(board["approval"]), media_type="image/svg+xml", headers={"Cache-Control": "no-cache"})
 
 
+def download(text: str, media_type: str, filename: str) -> PlainTextResponse:
+    return PlainTextResponse(text, media_type=media_type,
+                             headers={"Content-Disposition": f"attachment; filename={filename}"})
+
+
 @router.get("/api/votes.csv", summary="Every raw vote as CSV (sessions as pseudonyms)",
             response_class=Response, responses={200: {"content": {"text/csv": {}}, "description": "CSV"}})
 def votes_csv(state: App = Depends(get_state)) -> PlainTextResponse:
-    return PlainTextResponse(state.votes.export_csv(state.public_session), media_type="text/csv",
-                             headers={"Content-Disposition": "attachment; filename=votes.csv"})
+    return download(state.votes.export_csv(state.public_session), "text/csv", "votes.csv")
 
 
 @router.get("/api/votes.jsonl", summary="Every raw vote as JSON lines (sessions as pseudonyms)",
             response_class=Response,
             responses={200: {"content": {"application/x-ndjson": {}}, "description": "JSON lines"}})
 def votes_jsonl(state: App = Depends(get_state)) -> PlainTextResponse:
-    return PlainTextResponse(state.votes.export_jsonl(state.public_session), media_type="application/x-ndjson",
-                             headers={"Content-Disposition": "attachment; filename=votes.jsonl"})
+    return download(state.votes.export_jsonl(state.public_session), "application/x-ndjson", "votes.jsonl")
 
 
 @router.get("/api/admin/votes.jsonl", summary="Every raw vote with session ids (Authorization: Bearer TOKEN)",
@@ -55,5 +58,4 @@ def admin_votes(request: Request, state: App = Depends(get_state)) -> PlainTextR
         raise HTTPException(404, "no admin token is configured (--admin-token or $LOOKALIKE_ADMIN_TOKEN)")
     if not hmac.compare_digest(given.encode(), token.encode()):
         raise HTTPException(403, "a valid admin token is needed: Authorization: Bearer TOKEN")
-    return PlainTextResponse(state.votes.export_jsonl(), media_type="application/x-ndjson",
-                             headers={"Content-Disposition": "attachment; filename=votes-full.jsonl"})
+    return download(state.votes.export_jsonl(), "application/x-ndjson", "votes-full.jsonl")

@@ -23,6 +23,20 @@ class DuelIn(BaseModel):
     winner: str
 
 
+def issued(state: App, pair_id: str, query: str, **matches) -> dict[str, Any]:
+    """What the page gets for an issued pair: its signed token, the query item and the match(es), no system."""
+    item = state.workspace.catalogue.get(query)
+    return {"token": state.tokens.sign(pair_id), "query": item_json(item_id=query, category=item.category),
+            **{side: item_json(item_id=m.item_id, category=m.category) for side, m in matches.items()}}
+
+
+def voter(state: App, request: Request, token: str) -> tuple[str, str]:
+    """``(session, pair id)`` of a vote, once its rate limits and token are checked."""
+    session = state.session_id(request)
+    state.rate_limit(session, request)
+    return session, state.pair_id_from(token)
+
+
 @router.get("/api/game/pair", summary="A blind pair: a random item and its nearest match under a hidden system")
 async def game_pair(request: Request, state: App = Depends(get_state)) -> dict[str, Any]:
     state.pair_limit(state.session_id(request), request)
@@ -41,16 +55,12 @@ def make_game_pair(state: App, session: str) -> dict[str, Any]:
     match, rank = results[-1], len(results)
     pair = state.votes.issue("single", session, query, system, match.item_id, match_rank=rank,
                              features=state.features_of(model))
-    query_item = state.workspace.catalogue.get(query)
-    return {"token": state.tokens.sign(pair.id), "query": item_json(item_id=query, category=query_item.category),
-            "match": item_json(item_id=match.item_id, category=match.category)}
+    return issued(state, pair.id, query, match=match)
 
 
 @router.post("/api/game/vote", summary="Swipe right (dope) or left (nope) on an issued pair")
 def game_vote(vote: VoteIn, request: Request, state: App = Depends(get_state)) -> dict[str, Any]:
-    session = state.session_id(request)
-    state.rate_limit(session, request)
-    pair_id = state.pair_id_from(vote.token)
+    session, pair_id = voter(state, request, vote.token)
     pair = state.votes.vote(pair_id, session, vote.verdict, flag=state.flag_of(request, pair_id))
     return {"accepted": True, "system": pair.system_a, "verdict": vote.verdict}
 
@@ -81,16 +91,11 @@ def make_duel_pair(state: App, session: str) -> dict[str, Any]:
         raise HTTPException(409, "could not find an item on which two systems disagree; try again")
     pair = state.votes.issue("duel", session, query, a, match_a.item_id, b, match_b.item_id,
                              features=f"{state.features_of(model_a)},{state.features_of(model_b)}")
-    query_item = state.workspace.catalogue.get(query)
-    return {"token": state.tokens.sign(pair.id), "query": item_json(item_id=query, category=query_item.category),
-            "a": item_json(item_id=match_a.item_id, category=match_a.category),
-            "b": item_json(item_id=match_b.item_id, category=match_b.category)}
+    return issued(state, pair.id, query, a=match_a, b=match_b)
 
 
 @router.post("/api/duel/vote", summary="Pick the better match of an issued duel ('a' or 'b')")
 def duel_vote(vote: DuelIn, request: Request, state: App = Depends(get_state)) -> dict[str, Any]:
-    session = state.session_id(request)
-    state.rate_limit(session, request)
-    pair_id = state.pair_id_from(vote.token)
+    session, pair_id = voter(state, request, vote.token)
     pair = state.votes.duel(pair_id, session, vote.winner, flag=state.flag_of(request, pair_id))
     return {"accepted": True, "a": pair.system_a, "b": pair.system_b, "winner": vote.winner}
