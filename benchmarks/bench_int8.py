@@ -22,7 +22,6 @@ import numpy as np
 
 def main() -> None:
     from lookalike.catalogue.readers import sample
-    from lookalike.extractors import create_extractor
     from lookalike.images import load_image
     from lookalike.workspace import Workspace
 
@@ -34,7 +33,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/bench_int8.json"))
     args = parser.parse_args()
     ws = Workspace(args.workspace)
-    full, int8 = create_extractor(args.model), create_extractor(args.model + "-int8")
+    full, int8 = ws.create_extractor(args.model), ws.create_extractor(args.model + "-int8")
     items = sample(list(ws.catalogue.items()), args.images, 1)
     batch = np.stack([full.preprocess(load_image(ws.catalogue.resolve(i.path), i.box)) for i in items])
     full.embed_arrays(batch[:32]), int8.embed_arrays(batch[:32])  # sessions made, caches warm

@@ -92,11 +92,10 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _registry_restored():
-    """Models trained in a test module's workspaces register globally; forget them after the module."""
+def _registry_fixed():
+    """Workspace models are resolved inside their workspace: no test module may change the registry."""
     from lookalike.extractors import EXTRACTORS
 
-    saved = dict(EXTRACTORS._entries)
+    before = EXTRACTORS.list()
     yield
-    EXTRACTORS._entries.clear()
-    EXTRACTORS._entries.update(saved)
+    assert EXTRACTORS.list() == before, "a workspace model was registered globally"

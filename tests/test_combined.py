@@ -26,7 +26,7 @@ def ws(tmp_path_factory):
     extract_features(ws.catalogue, create_extractor("pixels"), ws.feature_store("pixels"), progress=False)
     train(ws, TrainConfig(backbone="pixels", name="tiny-head", hidden=16, epochs=1, batch_size=64),
           progress=False, log=lambda _line: None)
-    extract_features(ws.catalogue, create_extractor("tiny-head"), ws.feature_store("tiny-head"), progress=False,
+    extract_features(ws.catalogue, ws.create_extractor("tiny-head"), ws.feature_store("tiny-head"), progress=False,
                      backbone_store=ws.feature_store("pixels"))
     return ws
 
@@ -46,24 +46,23 @@ def test_combined_vectors_are_the_weighted_normalised_parts(ws, capsys):
     np.testing.assert_allclose(both[:, 3072:] / np.sqrt(3.0), head / np.linalg.norm(head, axis=1, keepdims=True),
                                atol=1e-5)
     # an image goes through each part's own preprocessing and ONNX graph: the same vectors
-    model = create_extractor("both")
+    model = ws.create_extractor("both")
     images = [load_image(ws.catalogue.resolve(ws.catalogue.get(i).path)) for i in ids[:6]]
     np.testing.assert_allclose(model.embed(images), both[:6], atol=1e-4)
     assert model.embed([]).shape == (0, 3088)
     # it is a model like the others: listed, searchable, survives reopening the workspace
-    assert "both" in list_extractors()
+    assert "both" in ws.list_models() and "both" not in list_extractors()
     assert main(["search", "--model", "both", "--metric", "l2", "--item", str(ids[0]), "-k", "3", "--json",
                  "-w", str(ws.root)]) == 0
     found = json.loads(capsys.readouterr().out)
     assert len(found["results"]) == 3 and str(ids[0]) not in [r["item_id"] for r in found["results"]]
-    Workspace(ws.root)
-    assert create_extractor("both").fingerprint() == model.fingerprint()
+    assert Workspace(ws.root).create_extractor("both").fingerprint() == model.fingerprint()
 
 
 def test_items_missing_from_a_part_are_computed_from_their_images(ws):
     sub = list(ws.catalogue.items())[:5]
     save_combined(ws.models_dir, "both-images", ["pixels", "tiny-head"])
-    model = create_extractor("both-images")
+    model = ws.create_extractor("both-images")
     empty = ws.root / "nowhere"
     summary = extract_features(ws.catalogue, model, ws.feature_store("both-images"), progress=False, items=sub,
                                part_stores=[ws.feature_store("pixels"), Workspace(empty).feature_store("tiny-head")])
@@ -97,4 +96,4 @@ def test_an_existing_combination_is_kept_unless_overwritten(ws, capsys):
                  "-w", str(ws.root)]) != 0
     assert "--weights" in capsys.readouterr().err
     save_combined(ws.models_dir, "keep", ["tiny-head", "pixels"], overwrite=True)
-    assert create_extractor("keep").parts[0].name == "tiny-head"
+    assert ws.create_extractor("keep").parts[0].name == "tiny-head"

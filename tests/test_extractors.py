@@ -148,3 +148,25 @@ def test_efficientnet_lite_keeps_relu6(name):
     kinds = {type(m).__name__ for m in module.modules()}
     assert "ReLU6" in kinds
     assert not any("Swish" in k for k in kinds)
+
+
+def test_workspace_models_are_resolved_inside_their_workspace(tmp_path):
+    """Opening a workspace registers nothing process-wide (STYLE lesson 16): its models are found by name
+    in its own models folder, and a name unknown there lists the built-in and the saved models."""
+    from lookalike.errors import ConfigError
+    from lookalike.extractors.combined import save_combined
+    from lookalike.workspace import Workspace
+
+    first, second = Workspace(tmp_path / "a"), Workspace(tmp_path / "b")
+    save_combined(first.models_dir, "mix", ["pixels", "efficientnet-lite0"])
+    before = list_extractors()
+    assert first.create_extractor("mix").parts[1].name == "efficientnet-lite0"
+    assert "mix" in first.list_models("m*") and list_extractors() == before
+    with pytest.raises(UnknownNameError, match="mix"):
+        first.create_extractor("mixed")
+    with pytest.raises(UnknownNameError, match="unknown model 'mix'"):
+        second.create_extractor("mix")
+    with pytest.raises(UnknownNameError):
+        create_extractor("mix")  # no workspace: built-in models only
+    with pytest.raises(ConfigError, match="built-in"):
+        save_combined(first.models_dir, "pixels", ["efficientnet-lite0", "appearance"])

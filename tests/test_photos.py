@@ -284,7 +284,7 @@ def test_photos_recipe_trains_two_heads_a_combination_and_a_localiser(ws, capsys
     assert (ws.root / "localiser" / "localiser.onnx").is_file()
     # the model is ready to search, and an extractor like any other: store path == image path
     ws2 = Workspace(ws.root)
-    model = create_extractor("photo-model")
+    model = ws2.create_extractor("photo-model")
     ids, stored = ws2.feature_store("photo-model").load()
     assert len(ids) == len(ws2.catalogue)
     images = [load_image(ws2.catalogue.resolve(ws2.catalogue.get(i).path)) for i in ids[:5]]

@@ -35,7 +35,7 @@ def test_int8_extraction_is_a_model_of_its_own(ws, capsys, photo_paths):
     int8 = workspace.feature_store("efficientnet-lite0-int8").vectors_for(ids)
     cosine = (full * int8).sum(1) / np.linalg.norm(full, axis=1) / np.linalg.norm(int8, axis=1)
     assert cosine.mean() > 0.95 and not np.allclose(full, int8)  # close, and really int8
-    extractor = create_extractor("efficientnet-lite0-int8")
+    extractor = workspace.create_extractor("efficientnet-lite0-int8")
     assert extractor.dim == 1280 and extractor.config.extra["precision"] == "int8"
     assert extractor.fingerprint() != create_extractor("efficientnet-lite0").fingerprint()
     # a photo is embedded by the same int8 graph at search time

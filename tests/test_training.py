@@ -60,16 +60,16 @@ def test_head_learns_and_registers(ws, trained):
     assert trained.best_epoch >= 1 and len(trained.history) == 4
     assert trained.best_val_acc > 0.5, "10 Fashion-MNIST classes from pixels: far above chance (10%)"
     assert trained.train_items + trained.val_items == 500  # the test split is never used
-    assert "pixels-head" in list_extractors()
+    assert "pixels-head" in ws.list_models() and "pixels-head" not in list_extractors()  # the registry is fixed
     saved = json.loads((ws.models_dir / "pixels-head" / "model.json").read_text())
     assert saved["status"] == "trained" and len(saved["categories"]) == 10
     assert {"head.pt", "checkpoint.pt", "model.json"} <= {p.name for p in (ws.models_dir / "pixels-head").iterdir()}
     # a fresh process (new Workspace object) sees the model too
-    assert "pixels-head" in Workspace(ws.root).register_trained_models()
+    assert "pixels-head" in Workspace(ws.root).list_models("pixels-*")
 
 
 def test_trained_model_is_an_extractor_with_the_same_function_both_ways(ws, trained):
-    model = create_extractor("pixels-head")
+    model = ws.create_extractor("pixels-head")
     assert model.dim == 64 and model.config.preprocess == create_extractor("pixels").config.preprocess
     summary = extract_features(ws.catalogue, model, ws.feature_store("pixels-head"), progress=False,
                                backbone_store=ws.feature_store("pixels"))
@@ -185,7 +185,7 @@ def test_finetune_last_block_changes_only_that_block(tmp_path):
                          lr=1e-2, finetune_blocks=1)
     result = train(ws, config, device="cpu", progress=False, log=quiet)
     assert result.best_epoch == 1
-    model = create_extractor("lite0-ft")
+    model = ws.create_extractor("lite0-ft")
     tuned = model.build_torch().backbone.state_dict()
     original = create_extractor("efficientnet-lite0").build_torch().state_dict()
     changed = {k for k in original if not torch.equal(original[k], tuned[k])}
@@ -201,7 +201,7 @@ def test_conv_head_with_augmentation_on_pixels(ws):
                          augment=True, input_dropout=0.0)
     result = train(ws, config, progress=False, log=quiet)
     assert result.best_val_acc > 0.3
-    model = create_extractor("pixels-cnn")
+    model = ws.create_extractor("pixels-cnn")
     assert "CNN" in model.config.architecture
     extract_from_backbone_store(ws, model)
     with pytest.raises(ConfigError, match="image"):
@@ -213,7 +213,7 @@ def test_cosface_conv_head_gives_unit_vectors_through_both_paths(ws):
                          conv_depth=2, augment=True, input_dropout=0.0, label_smoothing=0.0, loss="cosface")
     result = train(ws, config, progress=False, log=quiet)
     assert result.best_val_acc > 0.3
-    model = create_extractor("pixels-cosface")
+    model = ws.create_extractor("pixels-cosface")
     assert "L2-normalised" in model.config.layer
     head = model.head()
     assert head.classifier.bias is None and sum(isinstance(m, torch.nn.Conv2d) for m in head.convs) == 6
@@ -234,13 +234,13 @@ def test_flip_tta_gives_an_image_and_its_mirror_image_one_vector(ws):
         config = TrainConfig(backbone="pixels", name=name, hidden=32, epochs=1, batch_size=64, head="conv",
                              input_dropout=0.0, flip_tta=flip)
         train(ws, config, progress=False, log=quiet)
-        model = create_extractor(name)
+        model = ws.create_extractor(name)
         vectors[name] = model.embed(images), model.embed(mirrored)  # the ONNX graph
         assert ("mirror image" in model.config.layer) == flip
     own, mirror = vectors["pixels-flip"]
     np.testing.assert_allclose(own, mirror, atol=1e-5)
     assert np.abs(vectors["pixels-noflip"][0] - vectors["pixels-noflip"][1]).max() > 1e-3
-    model = create_extractor("pixels-flip")
+    model = ws.create_extractor("pixels-flip")
     extract_features(ws.catalogue, model, ws.feature_store("pixels-flip"), progress=False,
                      backbone_store=ws.feature_store("pixels"))
     np.testing.assert_allclose(ws.feature_store("pixels-flip").vectors_for(list(ids)), own, rtol=1e-4, atol=1e-4)
@@ -299,7 +299,7 @@ def test_conv_widths_and_erasing_train_resume_and_extract_alike(ws):
     assert again.best_epoch == result.best_epoch
     saved = json.loads((ws.models_dir / "pixels-cnn-wide" / "model.json").read_text())
     assert saved["config"]["conv_widths"] == [8, 16, 16, 32]
-    model = create_extractor("pixels-cnn-wide")
+    model = ws.create_extractor("pixels-cnn-wide")
     extract_from_backbone_store(ws, model, n=8)
     with pytest.raises(ConfigError, match="other settings \\(conv_widths\\)"):
         train(ws, TrainConfig(**{**config.__dict__, "conv_widths": (8, 16)}), log=quiet)

@@ -39,13 +39,13 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from .extractors import create_extractor, list_extractors
-
     from .workspace import default_workspace
 
     if args.workspace is not None or default_workspace().is_dir():
-        _workspace(args)  # registers the models trained in it
-
-    infos = [create_extractor(name).info() for name in list_extractors(args.pattern)]
+        ws = _workspace(args)
+        infos = [ws.create_extractor(name).info() for name in ws.list_models(args.pattern)]
+    else:
+        infos = [create_extractor(name).info() for name in list_extractors(args.pattern)]
     if args.json:
         print(json.dumps(infos, indent=2))
         return 0
@@ -56,7 +56,6 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from .extractors import create_extractor
     from .features import extract_features
 
     ws = _workspace(args)
@@ -70,8 +69,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
               f"{args.model},{extractor.name})")
         args.model = extractor.name
     else:
-        extractor = create_extractor(args.model, weights=args.weights)
-    backbone = getattr(extractor, "backbone", None)
+        extractor = ws.create_extractor(args.model, weights=args.weights)
+    backbone = extractor.backbone
     items = None
     if args.split is not None or args.limit is not None:
         from .catalogue.readers import sample
@@ -82,7 +81,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     summary = extract_features(ws.catalogue, extractor, ws.feature_store(args.model), batch_size=args.batch_size,
                                overwrite=args.overwrite, items=items,
                                backbone_store=ws.feature_store(backbone.name) if backbone is not None else None,
-                               part_stores=[ws.feature_store(p.name) for p in getattr(extractor, "parts", [])],
+                               part_stores=[ws.feature_store(p.name) for p in extractor.parts],
                                dask=args.dask, models_dir=ws.models_dir.absolute())
     print("\n".join(summary.lines()))
     from .search import SearchEngine

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from .catalogue import FASHION_MNIST_DIR, import_catalogue
-from .extractors import create_extractor
 from .features import extract_features
 from .metrics import Metric
 from .search import SearchEngine
@@ -37,7 +36,7 @@ def run_demo(workspace: Workspace, *, limit: int = 5000, seed: int = 0, models: 
 
     echo("== 2. extract feature vectors")
     for model in models:
-        result = extract_features(workspace.catalogue, create_extractor(model), workspace.feature_store(model))
+        result = extract_features(workspace.catalogue, workspace.create_extractor(model), workspace.feature_store(model))
         for line in result.lines():
             echo(line)
 

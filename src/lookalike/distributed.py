@@ -33,13 +33,11 @@ def _worker_extract(model: str, models_dir: str, jobs: list[tuple[str, str, tupl
     if ort_threads:
         os.environ["LOOKALIKE_ORT_THREADS"] = str(ort_threads)
     from .extractors.registry import create_extractor
-    from .extractors.trained import register_trained_models
     from .images import load_image
 
     key = (model, models_dir)
     if key not in _WORKER_EXTRACTORS:
-        register_trained_models(Path(models_dir))
-        _WORKER_EXTRACTORS[key] = create_extractor(model)
+        _WORKER_EXTRACTORS[key] = create_extractor(model, models_dir=models_dir)
     extractor = _WORKER_EXTRACTORS[key]
     ids, vectors, skipped = [], [], []
     for start in range(0, len(jobs), batch_size):

@@ -305,7 +305,7 @@ def extract_features(catalogue: Catalogue, extractor: Extractor, store: FeatureS
     def item_keys(ids: list[str]) -> list[str]:
         return [keys.get(i) or "" for i in ids]
 
-    if todo and backbone_store is not None and getattr(extractor, "embeds_backbone_features", False) \
+    if todo and backbone_store is not None and extractor.embeds_backbone_features \
             and backbone_store.exists():
         backbone_store.check_compatible(extractor.backbone)
         known = backbone_store.stored_ids() - set(stale_ids(backbone_store, keys))
@@ -316,7 +316,7 @@ def extract_features(catalogue: Catalogue, extractor: Extractor, store: FeatureS
                          item_keys(ids))
             summary.computed += len(ids)
         todo = [item for item in todo if item.id not in known]
-    if todo and part_stores and hasattr(extractor, "combine"):
+    if todo and part_stores and extractor.parts:
         known = set.intersection(*(s.stored_ids() - set(stale_ids(s, keys)) if s.exists() else set()
                                    for s in part_stores))
         reusable = [item.id for item in todo if item.id in known]

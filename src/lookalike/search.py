@@ -234,14 +234,12 @@ class SearchEngine:
             return self._localiser
 
     def _extractor(self, model: str, weights: str | Path | None):
-        from .extractors import create_extractor
-
         store = self.workspace.feature_store(model)
         stamp = store.fingerprint()  # a stat; it changes when the model's vectors are made again (a re-learned taste)
         with self._lock:
             cached = self._extractors.get(model)
             if cached is None or cached[0] != stamp:
-                extractor = create_extractor(model, weights=weights)
+                extractor = self.workspace.create_extractor(model, weights=weights)
                 wanted = store.manifest()["weights_sha256"]
                 if extractor.weights_checksum() != wanted:
                     raise FeatureStoreError(

@@ -7,7 +7,7 @@
       images/                 images written by readers (e.g. Fashion-MNIST PNGs)
       features/<model>/       feature store: shards + ids + manifest.json
       indexes/<model>/<metric>/  persisted nearest-neighbour indexes
-      models/<name>/          models trained here (lookalike train), registered as extractors
+      models/<name>/          models made here (train, combine, learn, int8), opened by name
 """
 
 from __future__ import annotations
@@ -15,8 +15,12 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .catalogue import Catalogue
+
+if TYPE_CHECKING:
+    from .extractors.base import Extractor
 
 DEFAULT_WORKSPACE = "lookalike-workspace"
 
@@ -32,7 +36,6 @@ class Workspace:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else default_workspace()
         self.root.mkdir(parents=True, exist_ok=True)
-        self.register_trained_models()
 
     @property
     def images_dir(self) -> Path:
@@ -45,11 +48,17 @@ class Workspace:
     def models_dir(self) -> Path:
         return self.root / "models"
 
-    def register_trained_models(self) -> list[str]:
-        """Make the models trained in this workspace available to ``create_extractor`` by name."""
-        from .extractors.trained import register_trained_models
+    def create_extractor(self, name: str, *, weights: str | Path | None = None) -> Extractor:
+        """The built-in extractor ``name``, else the model of that name saved in this workspace."""
+        from .extractors.registry import create_extractor
 
-        return register_trained_models(self.models_dir)
+        return create_extractor(name, weights=weights, models_dir=self.models_dir)
+
+    def list_models(self, pattern: str = "*") -> list[str]:
+        """Built-in extractors and this workspace's saved models whose names match a glob."""
+        from .extractors.registry import list_extractors
+
+        return list_extractors(pattern, models_dir=self.models_dir)
 
     def index_dir(self, model: str, metric: str) -> Path:
         return self.root / "indexes" / model / metric

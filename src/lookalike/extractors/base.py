@@ -14,6 +14,7 @@ import threading
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -117,6 +118,10 @@ class Extractor(ABC):
     feature_shape: tuple[int, int, int] | None = None
     #: the shape of one preprocessed input (``None``: ``(3, S, S)``, S the preprocessing's input size)
     input_shape: tuple[int, ...] | None = None
+    #: the extractor whose vectors this one is computed from (a trained head's frozen or fine-tuned backbone)
+    backbone: Extractor | None = None
+    #: the extractors whose vectors this one combines (see ``PartsExtractor.combine``)
+    parts: Sequence[Extractor] = ()
 
     def __init__(self, config: ExtractorConfig):
         self.config = config
@@ -178,6 +183,15 @@ class Extractor(ABC):
         """The shape of ``preprocess``'s output for one image."""
         size = self.config.preprocess.input_size
         return self.input_shape or (3, size, size)
+
+    @property
+    def embeds_backbone_features(self) -> bool:
+        """True when ``embed_backbone_features`` turns the backbone's stored vectors into this model's."""
+        return False
+
+    def embed_backbone_features(self, vectors: np.ndarray) -> np.ndarray:
+        """The backbone's vectors -> this model's (where ``embeds_backbone_features``)."""
+        raise ConfigError(f"{self.name} is not computed from a backbone's stored vectors")
 
     # -- inference ---------------------------------------------------------------------------
     def fingerprint(self) -> str:

@@ -20,7 +20,7 @@ from PIL import Image
 
 from ..errors import ConfigError
 from .base import Extractor, ExtractorConfig
-from .registry import EXTRACTORS, create_extractor
+from .registry import create_extractor, is_builtin
 
 KIND = "combined"
 
@@ -32,7 +32,6 @@ class PartsExtractor(Extractor):
     array, flattened and laid end to end.
     """
 
-    trained_model = True  # lives in a workspace; never shadows a built-in model
     parts: list[Extractor]
 
     def _set_parts(self, parts: list[Extractor]) -> None:
@@ -70,7 +69,7 @@ class CombinedExtractor(PartsExtractor):
         self.directory = Path(directory)
         saved = json.loads((self.directory / "model.json").read_text())
         cfg = saved["config"]
-        self._set_parts([create_extractor(name) for name in cfg["models"]])
+        self._set_parts([create_extractor(name, models_dir=self.directory.parent) for name in cfg["models"]])
         self.part_weights = [float(w) for w in cfg["weights"]]
         terms = " + ".join(f"{w:g} x {p.name}" for p, w in zip(self.parts, self.part_weights))
         super().__init__(ExtractorConfig(
@@ -99,7 +98,7 @@ class CombinedExtractor(PartsExtractor):
 
 def save_combined(models_dir: Path, name: str, models: list[str], weights: list[float] | None = None,
                   *, overwrite: bool = False) -> CombinedExtractor:
-    """Check and save a combined model in ``models_dir/name``; returns it (registered)."""
+    """Check and save a combined model in ``models_dir/name``; returns it."""
     weights = [1.0] * len(models) if weights is None else [float(w) for w in weights]
     if len(models) < 2:
         raise ConfigError("--models: give at least two models to combine, e.g. --models pixels-cnn,lite0-head")
@@ -115,7 +114,6 @@ def save_combined(models_dir: Path, name: str, models: list[str], weights: list[
     tmp = directory / "model.json.tmp"
     tmp.write_text(json.dumps(saved, indent=2))
     tmp.replace(directory / "model.json")
-    EXTRACTORS.add(name, _factory(directory), replace=True)
     return CombinedExtractor(directory)
 
 
@@ -125,19 +123,11 @@ def check_new_model(models_dir: Path, name: str, parts: list[str], *, overwrite:
         raise ConfigError(f"--name {name!r}: use letters, digits, '-', '_' or '.' (no spaces or slashes)")
     if name in parts:
         raise ConfigError(f"--name {name!r} is one of the parts; choose another name")
-    if name in EXTRACTORS and not getattr(EXTRACTORS.get(name), "trained_model", False):
+    if is_builtin(name):
         raise ConfigError(f"--name {name!r} is a built-in model; choose another name")
     for model in parts:
-        create_extractor(model)  # unknown names fail here, with the list of known ones
+        create_extractor(model, models_dir=models_dir)  # unknown names fail here, with the list of known ones
     directory = models_dir / name
     if (directory / "model.json").is_file() and not overwrite:
         raise ConfigError(f"model {name!r} already exists in {models_dir}; pass --overwrite to replace it")
     return directory
-
-
-def _factory(directory: Path):
-    def factory(**_: object) -> CombinedExtractor:
-        return CombinedExtractor(directory)
-
-    factory.trained_model = True
-    return factory

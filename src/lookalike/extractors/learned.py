@@ -33,7 +33,7 @@ class LearnedExtractor(PartsExtractor):
         saved = json.loads((self.directory / "model.json").read_text())
         cfg = saved["config"]
         self.saved = saved
-        self._set_parts([create_extractor(cfg["base"]), create_extractor("appearance")])
+        self._set_parts([create_extractor(cfg["base"], models_dir=self.directory.parent), create_extractor("appearance")])
         with np.load(self.directory / "space.npz") as arrays:
             self.space = PairSpace.from_arrays(Metric.parse(cfg["base_metric"]), dict(arrays))
         self.weights = np.asarray(saved["weights"], np.float64)
@@ -71,11 +71,3 @@ class LearnedExtractor(PartsExtractor):
     def combine(self, vectors: list[np.ndarray]) -> np.ndarray:
         base, appearance = vectors
         return self.space.embed(base, appearance, self.weights)
-
-
-def _factory(directory: Path):
-    def factory(**_: object) -> LearnedExtractor:
-        return LearnedExtractor(directory)
-
-    factory.trained_model = True
-    return factory

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .base import SESSION_LOCK, Extractor, ExtractorConfig, file_sha256, ort_session
-from .registry import EXTRACTORS, create_extractor
+from .registry import create_extractor
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
@@ -31,12 +31,11 @@ SUFFIX = "-int8"
 class QuantizedExtractor(Extractor):
     """An extractor's ONNX graph with int8 weights and uint8 activations (same preprocessing, same dim)."""
 
-    trained_model = True  # lives in a workspace; never shadows a built-in model
 
     def __init__(self, directory: str | Path, **_: object):
         self.directory = Path(directory)
         saved = json.loads((self.directory / "model.json").read_text())
-        self.source = create_extractor(saved["config"]["source"])
+        self.source = create_extractor(saved["config"]["source"], models_dir=self.directory.parent)
         cfg = self.source.config
         super().__init__(ExtractorConfig(
             name=saved["config"]["name"], architecture=f"{cfg.architecture}, int8 (ONNX Runtime static)",
@@ -66,18 +65,10 @@ class QuantizedExtractor(Extractor):
         return self.source.preprocess(img)
 
 
-def _factory(directory: Path):
-    def factory(**_: object) -> QuantizedExtractor:
-        return QuantizedExtractor(directory)
-
-    factory.trained_model = True
-    return factory
-
-
 def quantize(workspace: Workspace, model: str, *, images: int = 256, seed: int = 0, overwrite: bool = False,
              log=print) -> QuantizedExtractor:
-    """Quantise ``model`` to int8, calibrated on ``images`` seeded catalogue images; returns ``MODEL-int8``
-    (registered). An existing one is reused unless ``overwrite``."""
+    """Quantise ``model`` to int8, calibrated on ``images`` seeded catalogue images; returns ``MODEL-int8``.
+    An existing one is reused unless ``overwrite``."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -88,15 +79,13 @@ def quantize(workspace: Workspace, model: str, *, images: int = 256, seed: int =
     name = model + SUFFIX
     directory = workspace.models_dir / name
     if (directory / "model.json").is_file() and not overwrite:
-        extractor = QuantizedExtractor(directory)
-        EXTRACTORS.add(name, _factory(directory), replace=True)
-        return extractor
+        return QuantizedExtractor(directory)
     if model.endswith(SUFFIX):
         raise ConfigError(f"{model} is already int8")
     if images < 1:
         raise ConfigError(f"calibration needs at least 1 image, got {images}")
-    source = create_extractor(model)
-    if getattr(source, "parts", None):
+    source = workspace.create_extractor(model)
+    if source.parts:
         raise ConfigError(f"{model} combines several models; quantise its parts and combine those")
     started = time.perf_counter()
     float_graph = source.onnx_path()
@@ -135,6 +124,5 @@ def quantize(workspace: Workspace, model: str, *, images: int = 256, seed: int =
     meta = directory / "model.json.tmp"
     meta.write_text(json.dumps(saved, indent=2))
     meta.replace(directory / "model.json")
-    EXTRACTORS.add(name, _factory(directory), replace=True)
     log(f"{name}: quantised on {len(arrays)} catalogue images in {saved['seconds']} s, saved in {directory}")
     return QuantizedExtractor(directory)

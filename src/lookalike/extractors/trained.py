@@ -1,7 +1,7 @@
 """Models trained in a workspace (``lookalike train``): a backbone plus the new head's hidden layer.
 
-They register under their own name when a workspace is opened, so ``extract``, ``search``,
-``evaluate`` and the web app use them like any pretrained extractor, through the same ONNX path.
+They are opened by name inside their workspace (``Workspace.create_extractor``), so ``extract``,
+``search``, ``evaluate`` and the web app use them like any pretrained extractor, through the same ONNX path.
 """
 
 from __future__ import annotations
@@ -14,26 +14,18 @@ import numpy as np
 
 from ..errors import WeightsNotFoundError
 from .base import Extractor, ExtractorConfig, file_sha256
-from .combined import KIND
-from .combined import _factory as combined_factory
-from .learned import KIND as LEARNED
-from .learned import _factory as learned_factory
-from .quantized import KIND as QUANTIZED
-from .quantized import _factory as quantized_factory
-from .registry import EXTRACTORS, create_extractor
+from .registry import create_extractor
 
 
 class TrainedExtractor(Extractor):
     """``backbone -> (x - mean) / std -> Linear -> ReLU``: the hidden layer of a trained head."""
-
-    trained_model = True
 
     def __init__(self, directory: str | Path, **_: object):
         self.directory = Path(directory)
         saved = json.loads((self.directory / "model.json").read_text())
         cfg = saved["config"]
         self.saved = saved
-        self.backbone = create_extractor(cfg["backbone"])
+        self.backbone = create_extractor(cfg["backbone"], models_dir=self.directory.parent)
         self.finetuned = cfg["finetune_blocks"] > 0
         top = f", top {cfg['top_categories']} categories" if cfg["top_categories"] else ""
         super().__init__(ExtractorConfig(
@@ -109,31 +101,3 @@ class TrainedExtractor(Extractor):
             for start in range(0, len(vectors), 4096):
                 out.append(head.embed(torch.from_numpy(np.ascontiguousarray(vectors[start : start + 4096]))).numpy())
         return np.concatenate(out) if out else np.empty((0, self.dim), np.float32)
-
-
-def register_trained_models(models_dir: Path) -> list[str]:
-    """Register every finished model under ``models_dir``; returns their names."""
-    names = []
-    if not models_dir.is_dir():
-        return names
-    for path in sorted(models_dir.glob("*/model.json")):
-        try:
-            saved = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        kind = saved.get("kind")
-        if kind not in (KIND, QUANTIZED, LEARNED) and saved.get("best_epoch", 0) < 1:
-            continue
-        name = saved["config"]["name"]
-        if name in EXTRACTORS and not getattr(EXTRACTORS.get(name), "trained_model", False):
-            continue  # never shadow a built-in model
-        if kind in (KIND, QUANTIZED, LEARNED):
-            factory = {KIND: combined_factory, QUANTIZED: quantized_factory, LEARNED: learned_factory}[kind](path.parent)
-        else:
-            def factory(_directory=path.parent, **_: object) -> TrainedExtractor:
-                return TrainedExtractor(_directory)
-
-            factory.trained_model = True
-        EXTRACTORS.add(name, factory, replace=True)
-        names.append(name)
-    return names

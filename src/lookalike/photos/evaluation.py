@@ -74,7 +74,6 @@ def evaluate_photos(workspace, models: list[str], metrics: list[Metric | str], q
     The gallery is a seeded ``subset`` of the catalogue items every model has (held-out protocol: outside
     ``split``, or in ``gallery_split``), plus every item a photo names, so its exact item can be found.
     """
-    from ..extractors import create_extractor
     from .localise import workspace_localiser
 
     if not models or not metrics:
@@ -125,7 +124,7 @@ def evaluate_photos(workspace, models: list[str], metrics: list[Metric | str], q
     rows, n_queries, item_queries = [], 0, 0
     max_k = max(ks)
     for model in models:
-        extractor = create_extractor(model)
+        extractor = workspace.create_extractor(model)
         vectors = stores[model].vectors_for(gallery_ids)
         usable = [m for m in metrics if m in declared_metrics(workspace, model)]  # a learned model: its own only
         specs = {metric: gallery_index_spec(workspace, model, metric) for metric in usable}

@@ -86,7 +86,7 @@ def learn(ws: Workspace, base: str, metric: str | Metric, name: str, *, sessions
     metric = Metric.parse(metric)
     system = f"{base}/{metric.value}"
     directory = check_new_model(ws.models_dir, name, [base, "appearance"], overwrite=overwrite)
-    base_extractor = create_extractor(base)
+    base_extractor = ws.create_extractor(base)
     base_store = ws.feature_store(base)
     base_store.manifest()  # no features: a clear error naming the extract command
     if min_votes < 2 or shortlist < 1:
@@ -172,11 +172,9 @@ def learn(ws: Workspace, base: str, metric: str | Metric, name: str, *, sessions
              "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     _save(directory, saved, space)
     shutil.rmtree(ws.root / "indexes" / name, ignore_errors=True)  # a model learned again gets new indexes
-    from ..extractors.learned import _factory
-    from ..extractors.registry import EXTRACTORS
+    from ..extractors.learned import LearnedExtractor
 
-    EXTRACTORS.add(name, _factory(directory), replace=True)
-    learned = create_extractor(name)
+    learned = LearnedExtractor(directory)
     report("vectors", 0.85)
     out = ws.feature_store(name)
     extract_features(ws.catalogue, learned, out, overwrite=True, progress=None, part_stores=[base_store, app_store],

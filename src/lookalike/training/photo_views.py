@@ -26,8 +26,9 @@ def _view_arrays(task: tuple) -> list[np.ndarray]:
     from ..images import load_image
     from ..photos.synthesis import PhotoStyle, jitter_box, make_photo
 
-    path, box, other_path, other_box, seeds, backbone, photo_size, given_only = task
-    extractor = _WORKER_CACHE.get(backbone) or _WORKER_CACHE.setdefault(backbone, create_extractor(backbone))
+    path, box, other_path, other_box, seeds, backbone, models_dir, photo_size, given_only = task
+    key = (backbone, models_dir)
+    extractor = _WORKER_CACHE.get(key) or _WORKER_CACHE.setdefault(key, create_extractor(backbone, models_dir=models_dir))
     item = load_image(path, box)
     second = load_image(other_path, other_box) if other_path else None
     arrays = []
@@ -82,7 +83,8 @@ def photo_view_vectors(workspace, backbone, item_ids: list[str], views: int, see
                 other = items[item_ids[(n * 7919 + 13) % len(item_ids)]]  # a deterministic second item
                 tasks.append((str(catalogue.resolve(item.path)), item.box,
                               str(catalogue.resolve(other.path)) if other.id != item.id else None, other.box,
-                              [[seed, n, v] for v in range(views)], backbone.name, photo_size, given_only))
+                              [[seed, n, v] for v in range(views)], backbone.name, str(workspace.models_dir),
+                              photo_size, given_only))
             vectors, pending = [], []
             for arrays in executor.map(_view_arrays, tasks, chunksize=8):
                 pending += arrays

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
@@ -27,18 +28,20 @@ from .trainer import TrainConfig, TrainResult, train
 RECIPES = ("photos",)
 
 
-def recipe_parts(recipe: str, name: str, backbone: str | None = None, **overrides: Any) -> list[TrainConfig]:
-    """The models a recipe trains: with ``backbone``, one on it; else its default parts (``overrides``: any
-    TrainConfig field given explicitly, applied to every part)."""
+def recipe_parts(recipe: str, name: str, backbone: str | None = None, *, models_dir: Path | None = None,
+                 **overrides: Any) -> list[TrainConfig]:
+    """The models a recipe trains: with ``backbone`` (built-in, or saved in ``models_dir``), one on it; else its
+    default parts (``overrides``: any TrainConfig field given explicitly, applied to every part)."""
     if recipe != "photos":
         raise ConfigError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
     if backbone is not None:
-        return [recipe_config(recipe, name, backbone, **overrides)]
+        return [recipe_config(recipe, name, backbone, models_dir=models_dir, **overrides)]
     return [recipe_config(recipe, f"{name}-lite0", "efficientnet-lite0-rmac", **overrides),
             recipe_config(recipe, f"{name}-pixels", "pixels", **overrides)]
 
 
-def recipe_config(recipe: str, name: str, backbone: str | None = None, **overrides: Any) -> TrainConfig:
+def recipe_config(recipe: str, name: str, backbone: str | None = None, *, models_dir: Path | None = None,
+                  **overrides: Any) -> TrainConfig:
     """The settings of a named recipe on one backbone (``overrides``: any TrainConfig field given explicitly).
 
     Image-shaped backbones (``pixels``) get the conv head, the others the dense head.
@@ -48,7 +51,7 @@ def recipe_config(recipe: str, name: str, backbone: str | None = None, **overrid
     if recipe != "photos":
         raise ConfigError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
     backbone = backbone or "efficientnet-lite0-rmac"
-    if create_extractor(backbone).feature_shape is not None:  # a small CNN on the image-shaped vectors
+    if create_extractor(backbone, models_dir=models_dir).feature_shape is not None:  # a small CNN on the image-shaped vectors
         config = TrainConfig(backbone=backbone, name=name, hidden=4096, epochs=15, batch_size=256, lr=1e-3,
                              dropout=0.5, input_dropout=0.0, label_smoothing=0.0, loss="cosface", head="conv",
                              conv_depth=2, flip_tta=True, photo_views=4, instance_weight=1.0, temperature=0.05,
@@ -66,13 +69,12 @@ def train_recipe(workspace: Workspace, recipe: str, name: str, *, backbone: str 
                  **overrides: Any) -> tuple[list[TrainResult], dict | None]:
     """Train the recipe's models (for ``photos``: the item localiser too, unless the workspace has one) and,
     when there are several, combine them as ``name``. Returns the parts' results and the localiser's metadata."""
-    from ..extractors import create_extractor
     from ..extractors.combined import save_combined
     from ..features import extract_features
     from ..photos.localise import TrainedLocaliser, train_localiser
     from .trainer import resolve_device, training_split
 
-    parts = recipe_parts(recipe, name, backbone, **overrides)
+    parts = recipe_parts(recipe, name, backbone, models_dir=workspace.models_dir, **overrides)
     for config in parts:
         config.check()
     if localiser_photos < 1:
@@ -82,7 +84,7 @@ def train_recipe(workspace: Workspace, recipe: str, name: str, *, backbone: str 
         store = workspace.feature_store(config.backbone)
         if len(store.stored_ids() & set(workspace.catalogue.ids())) < len(workspace.catalogue):
             log(f"{name}: extracting the missing {config.backbone} vectors first (heads train on them)")
-            summary = extract_features(workspace.catalogue, create_extractor(config.backbone), store)
+            summary = extract_features(workspace.catalogue, workspace.create_extractor(config.backbone), store)
             for line in summary.lines():
                 log(line)
     train_ids, val_ids, _categories, _labels = training_split(workspace, parts[0])
@@ -99,12 +101,11 @@ def train_recipe(workspace: Workspace, recipe: str, name: str, *, backbone: str 
         results.append(train(workspace, config, device=device, overwrite=overwrite, log=log))
         log(f"{config.name}: trained in {(time.perf_counter() - part_started) / 60:.1f} min")
     for config in parts:  # the catalogue's vectors, from the backbones' stores: seconds
-        extract_features(workspace.catalogue, create_extractor(config.name), workspace.feature_store(config.name),
+        extract_features(workspace.catalogue, workspace.create_extractor(config.name), workspace.feature_store(config.name),
                          overwrite=overwrite, backbone_store=workspace.feature_store(config.backbone), progress=False)
     if len(parts) > 1:
         model = save_combined(workspace.models_dir, name, [c.name for c in parts], None, overwrite=True)
-        workspace.register_trained_models()
-        extract_features(workspace.catalogue, create_extractor(name), workspace.feature_store(name), overwrite=True,
+        extract_features(workspace.catalogue, model, workspace.feature_store(name), overwrite=True,
                          part_stores=[workspace.feature_store(c.name) for c in parts], progress=False)
         log(f"{name}: {model.config.architecture} ({model.dim}-d), catalogue vectors extracted")
     log(f"{name}: recipe {recipe!r} finished in {(time.perf_counter() - started) / 60:.1f} min")

@@ -82,13 +82,13 @@ class TrainConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
     def check(self) -> None:
-        from ..extractors import EXTRACTORS
+        from ..extractors import is_builtin
 
         if not self.name or any(c in self.name for c in "/\\ ") or self.name.startswith("."):
             raise ConfigError(f"--name {self.name!r}: use letters, digits, '-', '_' or '.' (no spaces or slashes)")
         if self.name == self.backbone:
             raise ConfigError("--name must differ from --backbone")
-        if self.name in EXTRACTORS and not _is_trained(self.name):
+        if is_builtin(self.name):
             raise ConfigError(f"--name {self.name!r} is a built-in model; choose another name")
         for label, value, low in [("--hidden", self.hidden, 1), ("--epochs", self.epochs, 1),
                                   ("--batch-size", self.batch_size, 1), ("--finetune-blocks", self.finetune_blocks, 0),
@@ -160,12 +160,6 @@ class TrainResult:
                 f"extract its vectors with: lookalike extract --model {self.name} -w {self.directory.parent.parent}"]
 
 
-def _is_trained(name: str) -> bool:
-    from ..extractors import EXTRACTORS
-
-    return getattr(EXTRACTORS.get(name), "trained_model", False)
-
-
 def resolve_device(device: Device) -> str:
     import torch
 
@@ -220,7 +214,6 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
     """Train (or resume training) the model ``config.name`` in ``workspace``."""
     import torch
 
-    from ..extractors import create_extractor
     from .heads import build_head
 
     config.check()
@@ -245,7 +238,7 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
 
     dev = resolve_device(device)
     torch.manual_seed(config.weights_seed)
-    backbone = create_extractor(config.backbone)
+    backbone = workspace.create_extractor(config.backbone)
     shape = backbone.feature_shape
     if (config.head == "conv" or config.augment) and not config.finetune_blocks and shape is None:
         raise ConfigError(f"--head conv and --augment need a backbone whose vectors are images (pixels); "
@@ -351,7 +344,6 @@ def train(workspace: Workspace, config: TrainConfig, *, device: Device = "auto",
         _write_model_file(directory, state)
     state["status"] = "trained"
     _write_model_file(directory, state)
-    workspace.register_trained_models()
     result = _result_from_file(directory, _read_model_file(directory))
     result.resumed_from = start_epoch - 1
     return result
