@@ -83,6 +83,27 @@ def test_interrupted_extraction_resumes(workspace, monkeypatch):
     assert sorted(ids) == workspace.catalogue.ids()
 
 
+def test_one_writer_at_a_time(workspace):
+    """Two extractions into one store at once named the same items twice (found when a training run's own
+    extraction met a manual one); the second writer is refused with a clear error and nothing changes."""
+    from lookalike.features import FeatureStore
+
+    pixels = create_extractor("pixels")
+    store = workspace.feature_store("pixels")
+    extract_features(workspace.catalogue, pixels, store, items=list(workspace.catalogue.items())[:20])
+    other = FeatureStore(store.directory)  # as another process would open it
+    with other.writing():
+        with pytest.raises(FeatureStoreError, match="another process is writing"):
+            extract_features(workspace.catalogue, pixels, store)
+        with pytest.raises(FeatureStoreError, match="another process is writing"):
+            store.remove(store.ids()[:2])
+        with other.writing():  # re-entrant for its holder
+            pass
+    assert len(store) == 20 and len(set(store.ids())) == 20
+    summary = extract_features(workspace.catalogue, pixels, store)  # free again
+    assert summary.computed == 40 and sorted(store.ids()) == workspace.catalogue.ids()
+
+
 def test_store_refuses_another_extractor_and_export(tmp_path, workspace):
     store = workspace.feature_store("pixels")
     extract_features(workspace.catalogue, create_extractor("pixels"), store)

@@ -8,7 +8,9 @@
       shard-000000.ids.json      the n item ids, in row order
 
 A shard is written (atomically) before the manifest names it, so an interrupted extraction
-loses at most the shard in progress and ``extract`` resumes where it stopped.
+loses at most the shard in progress and ``extract`` resumes where it stopped. One process writes a
+store at a time (``FeatureStore.writing``, a lock file): a second ``extract`` or ``remove`` on the same
+store is refused instead of naming the same items twice.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +44,39 @@ class FeatureStore:
         self._cache: tuple[str, np.ndarray, np.ndarray] | None = None
         self._positions: tuple[str, dict[str, tuple[int, int]], list[np.ndarray], int] | None = None
         self._fingerprint: tuple[tuple | None, str] | None = None
+        self._writer: Any = None  # the open lock file while this object holds the writer lock
+        self._writer_depth = 0
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the store's writer lock (re-entrant within this object); another holder gets a clear error."""
+        if self._writer is not None:
+            self._writer_depth += 1
+            try:
+                yield
+            finally:
+                self._writer_depth -= 1
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fh = open(self.directory / ".writer.lock", "a+")
+        try:
+            try:
+                import fcntl
+
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except ImportError:  # not POSIX: no lock
+                pass
+            except OSError:
+                raise FeatureStoreError(f"another process is writing the features in {self.directory} (an extract, "
+                                        "train or remove still running); wait for it to finish, then run this "
+                                        "again") from None
+            self._writer = fh
+            try:
+                yield
+            finally:
+                self._writer = None
+        finally:
+            fh.close()  # releases the lock
 
     @property
     def manifest_path(self) -> Path:
@@ -146,6 +183,10 @@ class FeatureStore:
         gone = set(item_ids)
         if not self.exists() or not gone:
             return 0
+        with self.writing():
+            return self._remove(gone)
+
+    def _remove(self, gone: set[str]) -> int:
         m = self.manifest()
         number = max((int(s["file"][6:12]) for s in m["shards"]), default=-1) + 1
         shards, removed, obsolete = [], 0, []
@@ -205,8 +246,11 @@ class FeatureStore:
         vectors = np.ascontiguousarray(vectors, np.float32)
         if vectors.shape != (len(ids), extractor.dim):
             raise FeatureStoreError(f"shard of shape {vectors.shape} for {len(ids)} ids of a {extractor.dim}-d model")
+        with self.writing():
+            self._append(extractor, ids, vectors, keys)
+
+    def _append(self, extractor: Extractor, ids: list[str], vectors: np.ndarray, keys: list[str] | None) -> None:
         self.check_compatible(extractor)
-        self.directory.mkdir(parents=True, exist_ok=True)
         m = self.manifest() if self.exists() else self._new_manifest(extractor)
         number = max((int(s["file"][6:12]) for s in m["shards"]), default=-1) + 1
         m["shards"].append(self._write_shard(number, ids, vectors, keys))
@@ -218,12 +262,16 @@ class FeatureStore:
     def clear(self) -> None:
         """Delete every shard and the manifest."""
         if self.directory.is_dir():
-            for path in self.directory.iterdir():
-                if path.name.startswith("shard-") or path.name == "manifest.json":
-                    path.unlink()
+            with self.writing():
+                self._clear()
         self._cache = None
         self._positions = None
         self._fingerprint = None
+
+    def _clear(self) -> None:
+        for path in self.directory.iterdir():
+            if path.name.startswith("shard-") or path.name == "manifest.json":
+                path.unlink()
 
     def export_npz(self, out: str | Path) -> int:
         """Write ``ids`` (str) and ``vectors`` (float32) to an ``.npz`` file; returns the count."""
@@ -290,7 +338,18 @@ def extract_features(catalogue: Catalogue, extractor: Extractor, store: FeatureS
     the backbone's cost); a combined model, from its parts' ``part_stores`` likewise. ``items``
     restricts the run to those catalogue items. ``dask`` (``tcp://HOST:PORT`` or ``local:N``) computes the
     rest on a Dask cluster (``lookalike.distributed``; ``models_dir``: where workers find workspace models).
+    One extraction writes a store at a time: another one still running is a ``FeatureStoreError``.
     """
+    with store.writing():
+        return _extract_features(catalogue, extractor, store, batch_size=batch_size, shard_size=shard_size,
+                                 overwrite=overwrite, progress=progress, backbone_store=backbone_store,
+                                 part_stores=part_stores, items=items, dask=dask, models_dir=models_dir)
+
+
+def _extract_features(catalogue: Catalogue, extractor: Extractor, store: FeatureStore, *, batch_size: int,
+                      shard_size: int, overwrite: bool, progress: bool | None, backbone_store: FeatureStore | None,
+                      part_stores: list[FeatureStore] | None, items: list[Item] | None, dask: str | None,
+                      models_dir: Path | None) -> ExtractSummary:
     if overwrite:
         store.clear()
     store.check_compatible(extractor)
