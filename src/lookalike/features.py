@@ -45,17 +45,12 @@ class FeatureStore:
         self._positions: tuple[str, dict[str, tuple[int, int]], list[np.ndarray], int] | None = None
         self._fingerprint: tuple[tuple | None, str] | None = None
         self._writer: Any = None  # the open lock file while this object holds the writer lock
-        self._writer_depth = 0
 
     @contextmanager
     def writing(self) -> Iterator[None]:
         """Hold the store's writer lock (re-entrant within this object); another holder gets a clear error."""
-        if self._writer is not None:
-            self._writer_depth += 1
-            try:
-                yield
-            finally:
-                self._writer_depth -= 1
+        if self._writer is not None:  # re-entered by its holder (an append inside an extraction)
+            yield
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         fh = open(self.directory / ".writer.lock", "a+")

@@ -8,6 +8,7 @@ inside that workspace's models folder (``models_dir``), the way timm resolves ``
 
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,10 +37,10 @@ def create_extractor(name: str, *, weights: str | Path | None = None,
     model saved in ``models_dir/name`` (a workspace's models folder)."""
     if is_builtin(name) or models_dir is None:
         return EXTRACTORS.create(name, weights=weights)
-    from .workspace_models import open_workspace_model, workspace_model_names
+    from .workspace_models import is_workspace_model, open_workspace_model, workspace_model_names
 
     directory = Path(models_dir) / name
-    if name in workspace_model_names(models_dir):
+    if is_workspace_model(directory):
         return open_workspace_model(directory)
     raise UnknownNameError("model", name, [*EXTRACTORS.list(), *workspace_model_names(models_dir)])
 
@@ -47,8 +48,6 @@ def create_extractor(name: str, *, weights: str | Path | None = None,
 def list_extractors(pattern: str = "*", *, models_dir: str | Path | None = None) -> list[str]:
     """Extractor names matching a glob, e.g. ``list_extractors("vgg16*")``: the built-in ones, and with
     ``models_dir`` the models saved there."""
-    import fnmatch
-
     names = EXTRACTORS.list(pattern)
     if models_dir is not None:
         from .workspace_models import workspace_model_names

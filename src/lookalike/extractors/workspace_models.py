@@ -32,13 +32,18 @@ def _usable(saved: dict[str, Any] | None) -> bool:
     return saved.get("kind") in (KIND, QUANTIZED, LEARNED) or saved.get("best_epoch", 0) >= 1
 
 
+def is_workspace_model(directory: str | Path) -> bool:
+    """Whether ``directory`` (``models/NAME``) holds a usable saved model not named like a built-in one."""
+    directory = Path(directory)
+    return not is_builtin(directory.name) and _usable(_saved(directory))
+
+
 def workspace_model_names(models_dir: str | Path) -> list[str]:
     """Names of the usable models saved in ``models_dir`` (built-in names excluded)."""
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
         return []
-    return sorted(path.parent.name for path in models_dir.glob("*/model.json")
-                  if not is_builtin(path.parent.name) and _usable(_saved(path.parent)))
+    return sorted(path.parent.name for path in models_dir.glob("*/model.json") if is_workspace_model(path.parent))
 
 
 def open_workspace_model(directory: str | Path) -> Extractor:

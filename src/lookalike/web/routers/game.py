@@ -39,8 +39,14 @@ def voter(state: App, request: Request, token: str) -> tuple[str, str]:
 
 @router.get("/api/game/pair", summary="A blind pair: a random item and its nearest match under a hidden system")
 async def game_pair(request: Request, state: App = Depends(get_state)) -> dict[str, Any]:
-    state.pair_limit(state.session_id(request), request)
-    return await state.light_pool.run(make_game_pair, state, state.session_id(request))
+    return await serve_pair(state, request, make_game_pair)
+
+
+async def serve_pair(state: App, request: Request, make) -> dict[str, Any]:
+    """A new pair from ``make(state, session)``, once the session's pair limit is checked, off the event loop."""
+    session = state.session_id(request)
+    state.pair_limit(session, request)
+    return await state.light_pool.run(make, state, session)
 
 
 def make_game_pair(state: App, session: str) -> dict[str, Any]:
@@ -67,8 +73,7 @@ def game_vote(vote: VoteIn, request: Request, state: App = Depends(get_state)) -
 
 @router.get("/api/duel/pair", summary="Head to head: two hidden systems' matches for the same item")
 async def duel_pair(request: Request, state: App = Depends(get_state)) -> dict[str, Any]:
-    state.pair_limit(state.session_id(request), request)
-    return await state.light_pool.run(make_duel_pair, state, state.session_id(request))
+    return await serve_pair(state, request, make_duel_pair)
 
 
 def make_duel_pair(state: App, session: str) -> dict[str, Any]:
