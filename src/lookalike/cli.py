@@ -323,8 +323,9 @@ def cmd_photos_make(args: argparse.Namespace) -> int:
         config = TrainConfig.from_saved(json.loads(saved.read_text())["config"])
         items = training_split(ws, config)[1]
         described = f"validation items of {args.validation_of}"
-    path = make_query_photos(ws, args.out, count=args.count, split=args.split, items=items, seed=args.seed)
-    print(f"wrote synthetic photos of {described} and {path}")
+    path = make_query_photos(ws, args.out, count=args.count, split=args.split, items=items, seed=args.seed,
+                             maker=args.style)
+    print(f"wrote synthetic photos ({args.style}) of {described} and {path}")
     print(f"evaluate with: lookalike evaluate --query-photos {path} --models MODEL -w {ws.root}")
     return 0
 
@@ -453,6 +454,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "without touching the test split)")
     e.add_argument("--count", type=int, default=400, help="number of photos (default 400)")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--style", choices=("clutter", "scene"), default="clutter",
+                   help="clutter: the maker the photos recipe trains on (drawn clutter); scene: independent code, "
+                        "items lit and shadowed in real photographs with camera shake, colour cast and a low-res "
+                        "sensor, for judging a model on photos unlike its training ones (default clutter)")
     e.set_defaults(func=cmd_photos_make)
 
     from .index import list_indexes

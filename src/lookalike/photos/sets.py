@@ -91,11 +91,20 @@ def write_query_photos(csv_path: str | Path, photos: list[QueryPhoto]) -> None:
             writer.writerow([path, p.category, *box, p.item or ""])
 
 
+MAKERS = ("clutter", "scene")  # the training photos' maker; an independent one for evaluation only
+
+
 def make_query_photos(workspace, out_dir: str | Path, *, count: int, split: str | None = "test",
                       items: list[str] | None = None, seed: int = 0, style: PhotoStyle = PhotoStyle(),
-                      progress: bool | None = None) -> Path:
+                      maker: str = "clutter", progress: bool | None = None) -> Path:
     """Make ``count`` synthetic phone photos of seeded catalogue items (of ``split``, or the listed ``items``)
-    into ``out_dir`` with ``photos.csv`` (true boxes and item ids). Returns the CSV's path."""
+    into ``out_dir`` with ``photos.csv`` (true boxes and item ids). Returns the CSV's path.
+
+    ``maker``: ``clutter`` (:func:`~lookalike.photos.synthesis.make_photo`, what the photos recipe trains on,
+    shaped by ``style``) or ``scene`` (:func:`~lookalike.photos.scene.make_scene_photo`: real backgrounds,
+    light and camera made by other code, to see whether a model copes with photos unlike its training ones)."""
+    if maker not in MAKERS:
+        raise ConfigError(f"unknown photo maker {maker!r}; choose from {', '.join(MAKERS)}")
     catalogue = workspace.catalogue
     pool = (sorted(catalogue.get_many(items).values(), key=lambda it: it.id) if items is not None
             else sorted(catalogue.items(split=split), key=lambda it: it.id))
@@ -109,7 +118,7 @@ def make_query_photos(workspace, out_dir: str | Path, *, count: int, split: str 
     (out_dir / "photos").mkdir(parents=True, exist_ok=True)
     written = []
     for n, item in enumerate(tqdm(chosen, desc="photos", unit="photo", disable=progress is False or None)):
-        photo = photo_of_item(item, catalogue, pool, rng, style)
+        photo = photo_of_item(item, catalogue, pool, rng, style, maker)
         path = out_dir / "photos" / f"{n:05d}.jpg"
         photo.image.save(path, quality=95)
         written.append(QueryPhoto(path, item.category, photo.box, item.id))
@@ -118,11 +127,16 @@ def make_query_photos(workspace, out_dir: str | Path, *, count: int, split: str 
     return csv_path
 
 
-def photo_of_item(item, catalogue, pool: list, rng: np.random.Generator, style: PhotoStyle = PhotoStyle()):
+def photo_of_item(item, catalogue, pool: list, rng: np.random.Generator, style: PhotoStyle = PhotoStyle(),
+                  maker: str = "clutter"):
     """A synthetic photo of a catalogue item, maybe beside a random second item from ``pool``."""
     from ..images import load_image
 
     image = load_image(catalogue.resolve(item.path), item.box)
     other = pool[int(rng.integers(len(pool)))]
     second = load_image(catalogue.resolve(other.path), other.box) if other.id != item.id else None
+    if maker == "scene":
+        from .scene import make_scene_photo
+
+        return make_scene_photo(image, rng, second)
     return make_photo(image, rng, style, second)
