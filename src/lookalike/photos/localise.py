@@ -295,7 +295,9 @@ def train_localiser(workspace, train_ids: list[str], val_ids: list[str], directo
     import torch
 
     from .sets import photo_of_item
-    from .synthesis import PhotoStyle
+    from dataclasses import replace
+
+    from .synthesis import TRAINING_STYLE
 
     started = time.perf_counter()
     directory = Path(directory)
@@ -312,7 +314,7 @@ def train_localiser(workspace, train_ids: list[str], val_ids: list[str], directo
         mids, heads, targets, boxes = [], [], [], []
         for n in tqdm(range(count), desc=desc, unit="photo", disable=None):
             item = pool[int(rng.integers(len(pool)))]
-            style = PhotoStyle(size=tuple(int(v) for v in rng.choice([240, 320, 400, 480], 2)))
+            style = replace(TRAINING_STYLE, size=tuple(int(v) for v in rng.choice([240, 320, 400, 480], 2)))
             photo = photo_of_item(item, catalogue, pool, rng, style)
             batch, scale, left, top = base._letterbox(photo.image)
             with torch.no_grad():

@@ -18,9 +18,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
+from PIL import Image, ImageDraw, ImageFilter
 
-from .synthesis import Photo, item_mask
+from .synthesis import Photo, item_mask, photograph_crop
 
 SIZES = ((480, 360), (360, 480), (400, 400), (640, 480))
 
@@ -41,21 +41,7 @@ def scene_photographs() -> tuple[Image.Image, ...]:
 
 def scene(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
     """A background: a random crop of a real photograph, zoomed, maybe mirrored, turned and re-toned."""
-    photos = scene_photographs()
-    src = photos[int(rng.integers(len(photos)))]
-    if rng.random() < 0.5:
-        src = ImageOps.mirror(src)
-    if rng.random() < 0.3:
-        src = src.rotate(float(rng.choice([90, 180, 270])), expand=True)
-    zoom = rng.uniform(0.25, 0.9)  # share of the photograph's shorter side the crop spans
-    side = zoom * min(src.size)
-    aspect = size[0] / size[1]
-    cw, ch = (side, side / aspect) if aspect >= 1 else (side * aspect, side)
-    x = rng.uniform(0, src.width - cw)
-    y = rng.uniform(0, src.height - ch)
-    img = src.resize(size, Image.Resampling.BILINEAR, box=(x, y, x + cw, y + ch))
-    img = ImageEnhance.Color(img).enhance(rng.uniform(0.3, 1.4))
-    return ImageEnhance.Brightness(img).enhance(rng.uniform(0.7, 1.2))
+    return photograph_crop(rng, size, scene_photographs())
 
 
 def _lit(item: Image.Image, mask: np.ndarray, rng: np.random.Generator) -> Image.Image:

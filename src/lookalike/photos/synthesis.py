@@ -7,12 +7,19 @@ model copes with photos (``lookalike photos make``), and as the photo side of st
 
 Item masks come from the catalogue image itself: pixels that differ from the image's border colour
 (product shots on a plain background, as catalogues have).
+
+Besides drawn clutter, a share of backgrounds (``PhotoStyle.photographs``) are crops of real photographs:
+the sample images bundled with scikit-image (people, animals, buildings, brick, grass, gravel, text). The
+training recipes use them so that the localiser and the features meet real textures and real objects
+beside the item; :mod:`lookalike.photos.scene` (evaluation only) uses other photographs.
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
@@ -39,6 +46,17 @@ class PhotoStyle:
     contrast: tuple[float, float] = (0.7, 1.3)
     noise: tuple[float, float] = (0.0, 12.0)  # pixel noise standard deviation (0-255)
     jpeg_quality: tuple[int, int] = (35, 92)
+    photographs: float = 0.0  # share of backgrounds cut from real photographs (TRAINING_STYLE: 0.5)
+
+
+# What the recipes train on (the localiser): half the backgrounds are real photographs.
+TRAINING_STYLE = PhotoStyle(photographs=0.5)
+
+# scikit-image's bundled sample photographs used as backgrounds (its synthetic test patterns left out).
+PHOTOGRAPHS = ("astronaut.png", "brick.png", "camera.png", "cell.png", "chelsea.png", "clock_motion.png",
+               "coffee.png", "coins.png", "color.png", "grass.png", "gravel.png", "hubble_deep_field.jpg", "ihc.png",
+               "moon.png", "motorcycle_left.png", "motorcycle_right.png", "page.png", "retina.jpg", "rocket.jpg",
+               "text.png")
 
 
 @dataclass
@@ -69,10 +87,44 @@ def _random_colour(rng: np.random.Generator, low: int = 0, high: int = 256) -> t
     return tuple(int(v) for v in rng.integers(low, high, 3))
 
 
-def background(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
-    """A cluttered scene: smooth colour noise, stripes, a gradient, shapes, or a mix."""
+@lru_cache(maxsize=1)
+def training_photographs() -> tuple[Image.Image, ...]:
+    """The real photographs backgrounds are cut from (RGB): scikit-image's bundled sample images."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("scikit-image is needed for photograph backgrounds: pip install scikit-image")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "data"
+    found = [folder / name for name in PHOTOGRAPHS if (folder / name).is_file()]
+    if not found:
+        raise FileNotFoundError(f"no sample photographs in {folder}")
+    return tuple(Image.open(p).convert("RGB") for p in found)
+
+
+def photograph_crop(rng: np.random.Generator, size: tuple[int, int],
+                    photographs: tuple[Image.Image, ...]) -> Image.Image:
+    """A random crop of one of ``photographs``, zoomed to ``size``, maybe mirrored or turned, re-toned."""
+    src = photographs[int(rng.integers(len(photographs)))]
+    if rng.random() < 0.5:
+        src = ImageOps.mirror(src)
+    if rng.random() < 0.25:
+        src = src.rotate(float(rng.choice([90, 180, 270])), expand=True)
+    side = rng.uniform(0.3, 1.0) * min(src.size)
+    aspect = size[0] / size[1]
+    cw, ch = (side, side / aspect) if aspect >= 1 else (side * aspect, side)
+    cw, ch = min(cw, src.width), min(ch, src.height)
+    x, y = rng.uniform(0, src.width - cw), rng.uniform(0, src.height - ch)
+    img = src.resize(size, Image.Resampling.BILINEAR, box=(x, y, x + cw, y + ch))
+    img = ImageEnhance.Color(img).enhance(rng.uniform(0.4, 1.5))
+    return ImageEnhance.Brightness(img).enhance(rng.uniform(0.6, 1.3))
+
+
+def background(rng: np.random.Generator, size: tuple[int, int], photographs: float = 0.0) -> Image.Image:
+    """A cluttered scene: smooth colour noise, stripes, a gradient, shapes, or a mix; with probability
+    ``photographs``, a crop of a real photograph instead (plus the same clutter)."""
     width, height = size
-    kind = rng.integers(5)
+    kind = 5 if photographs and rng.random() < photographs else rng.integers(5)
     if kind == 0:  # smooth colour blobs
         cells = rng.integers(2, 9)
         small = rng.integers(0, 256, (cells, cells, 3)).astype(np.uint8)
@@ -97,10 +149,12 @@ def background(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
         yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
         t = (yy / max(1, height - 1) if rng.random() < 0.5 else xx / max(1, width - 1))[..., None]
         img = Image.fromarray((a * (1 - t) + b * t).astype(np.uint8), "RGB")
-    else:  # flat with a little noise
+    elif kind == 4:  # flat with a little noise
         img = Image.new("RGB", size, _random_colour(rng))
+    else:  # a real photograph
+        img = photograph_crop(rng, size, training_photographs())
     draw = ImageDraw.Draw(img)
-    for _ in range(int(rng.integers(0, 14))):  # clutter: objects, edges, lines
+    for _ in range(int(rng.integers(0, 14 if kind < 5 else 4))):  # clutter: objects, edges, lines
         x1, y1 = rng.uniform(-0.2, 1.0) * width, rng.uniform(-0.2, 1.0) * height
         w, h = rng.uniform(0.05, 0.5) * width, rng.uniform(0.05, 0.5) * height
         shape = rng.integers(3)
@@ -166,7 +220,7 @@ def make_photo(item: Image.Image, rng: np.random.Generator, style: PhotoStyle = 
     ``second``, when given, may appear as a smaller second item (with probability ``style.second_item``).
     """
     width, height = style.size
-    canvas = background(rng, style.size)
+    canvas = background(rng, style.size, style.photographs)
     short = min(width, height)
     if rng.random() < style.tiny_item:
         side = rng.uniform(0.15, 0.3) * short
