@@ -75,6 +75,41 @@ def test_photo_box_holds_the_item_and_the_seed_repeats_it():
     assert a.second_box is not None or a.mask.sum() > 0
 
 
+def test_photograph_backgrounds_are_real_photographs_and_off_by_default():
+    from lookalike.photos.synthesis import TRAINING_STYLE, background, training_photographs
+
+    assert len(training_photographs()) >= 10 and TRAINING_STYLE.photographs > 0 == PhotoStyle().photographs
+    img = np.asarray(background(np.random.default_rng(1), (120, 90), photographs=1.0), np.float32)
+    assert img.shape == (90, 120, 3) and img.std() > 5  # a textured crop, not a flat colour
+    # off (the default): no draw is spent on it, so seeded photo sets made before it came are unchanged
+    a, b = np.random.default_rng(4), np.random.default_rng(4)
+    np.testing.assert_array_equal(np.asarray(background(a, (64, 64))), np.asarray(background(b, (64, 64), 0.0)))
+    assert a.random() == b.random()
+
+
+def test_scene_photos_hold_the_item_in_a_real_scene():
+    from lookalike.photos.scene import SIZES, make_scene_photo
+
+    for seed in range(6):
+        a = make_scene_photo(shirt(), np.random.default_rng(seed), second=shirt())
+        b = make_scene_photo(shirt(), np.random.default_rng(seed), second=shirt())
+        assert a.image.size in SIZES and a.box == b.box
+        np.testing.assert_array_equal(np.asarray(a.image), np.asarray(b.image))
+        x1, y1, x2, y2 = a.box
+        assert 0 <= x1 < x2 <= a.image.width and 0 <= y1 < y2 <= a.image.height
+        assert a.mask[int(y1):int(y2), int(x1):int(x2)].mean() > 0.2 and a.mask.mean() < 0.8
+
+
+def test_make_scene_photos_cli_and_unknown_maker(ws, tmp_path, capsys):
+    code, out, _ = run(capsys, "photos", "make", "-w", ws.root, "--out", tmp_path / "scene", "--count", 3,
+                       "--style", "scene")
+    assert code == 0 and "(scene)" in out
+    photos = read_query_photos(tmp_path / "scene" / "photos.csv")
+    assert len(photos) == 3 and all(p.box and p.item and p.path.is_file() for p in photos)
+    with pytest.raises(ConfigError, match="unknown photo maker 'street'; choose from clutter, scene"):
+        make_query_photos(ws, tmp_path / "x", count=1, maker="street")
+
+
 # -- boxes ---------------------------------------------------------------------------------------
 def test_box_helpers():
     assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1
