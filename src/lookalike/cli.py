@@ -573,8 +573,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "large-margin cosine softmax, which makes nearest neighbours follow the classifier")
     p.add_argument("--margin", type=float, default=None, help="cosface margin in cosine (default 0.2)")
     p.add_argument("--scale", type=float, default=None, help="cosface logit scale (default 16)")
-    p.add_argument("--localiser-photos", type=int, default=2000, metavar="N",
-                   help="--recipe photos: synthetic photos the item localiser trains on (default 2000)")
+    p.add_argument("--localiser-photos", type=int, default=6000, metavar="N",
+                   help="--recipe photos: synthetic photos the item localiser trains on (default 6000; half on real photographs)")
     p.add_argument("--photo-views", type=int, default=None, metavar="V",
                    help="street-to-shop: V synthetic phone photos per training item, paired with the clean item "
                         "(frozen backbone, mlp head; the best epoch is chosen on validation photos)")

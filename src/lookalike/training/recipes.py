@@ -67,7 +67,7 @@ def recipe_config(recipe: str, name: str, backbone: str | None = None, *, models
 
 def train_recipe(workspace: Workspace, recipe: str, name: str, *, backbone: str | None = None,
                  device: str = "auto", overwrite: bool = False, localiser: bool = True,
-                 localiser_photos: int = 2000, log: Callable[[str], None] = print,
+                 localiser_photos: int = 6000, log: Callable[[str], None] = print,
                  **overrides: Any) -> tuple[list[TrainResult], dict | None]:
     """Train the recipe's models (for ``photos``: the item localiser too, unless the workspace has one) and,
     when there are several, combine them as ``name``. Returns the parts' results and the localiser's metadata."""
