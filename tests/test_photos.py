@@ -347,6 +347,19 @@ def test_a_recipe_on_a_given_backbone_trains_one_head(ws, capsys):
     assert saved["config"]["backbone"] == "efficientnet-lite0" and saved["config"]["hidden"] == 16
 
 
+def test_photo_views_in_real_photographs_differ_from_drawn_clutter(ws, tmp_path):
+    from lookalike.training.photo_views import photo_view_vectors
+
+    backbone = create_extractor("pixels")
+    ids = sorted(ws.catalogue.ids())[:3]
+    drawn = photo_view_vectors(ws, backbone, ids, 2, 0, tmp_path / "a", workers=1, log=quiet)
+    again = photo_view_vectors(ws, backbone, ids, 2, 0, tmp_path / "b", workers=1, log=quiet)
+    real = photo_view_vectors(ws, backbone, ids, 2, 0, tmp_path / "c", photographs=1.0, workers=1, log=quiet)
+    assert drawn.shape == real.shape == (3, 2, backbone.dim)
+    np.testing.assert_array_equal(drawn, again)  # seeded per (item, view)
+    assert not np.allclose(drawn, real)
+
+
 def test_photo_view_settings_are_checked(ws):
     from lookalike.training import TrainConfig
 
@@ -356,6 +369,8 @@ def test_photo_view_settings_are_checked(ws):
         TrainConfig(backbone="efficientnet-lite0", name="x", photo_views=2, finetune_blocks=1).check()
     with pytest.raises(ConfigError, match="--val-photos must be >= 1"):
         TrainConfig(backbone="pixels", name="x", photo_views=2, val_photos=0).check()
+    with pytest.raises(ConfigError, match="--real-backgrounds is a share from 0 to 1, got 1.5"):
+        TrainConfig(backbone="pixels", name="x", photo_views=2, real_backgrounds=1.5).check()
     from lookalike.training.recipes import recipe_config
 
     with pytest.raises(ConfigError, match="unknown recipe 'studio'; choose one of: photos"):

@@ -236,7 +236,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 _TRAIN_FIELDS = ("backbone", "name", "hidden", "top_categories", "epochs", "batch_size", "lr", "weight_decay",
                  "dropout", "input_dropout", "label_smoothing", "holdout_split", "finetune_blocks", "head",
                  "conv_depth", "conv_widths", "augment", "erase", "flip_tta", "loss", "margin", "scale", "seed",
-                 "init_seed", "photo_views", "instance_weight", "temperature", "val_photos")
+                 "init_seed", "photo_views", "instance_weight", "temperature", "val_photos", "real_backgrounds")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -582,6 +582,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --photo-views: weight of the photo-to-its-item contrastive loss (default 1)")
     p.add_argument("--temperature", type=float, default=None, help="of that loss (default 0.05)")
     p.add_argument("--val-photos", type=int, default=None, help="validation photos with --photo-views (default 500)")
+    p.add_argument("--real-backgrounds", type=float, default=None, metavar="P",
+                   help="with --photo-views: share of the synthetic photos set in real photographs (scikit-image's "
+                        "samples) instead of drawn clutter (default 0)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--seed", type=int, default=None, help="seed of the validation split (and, without --init-seed, "
                    "of the initial weights and batch order; default 0)")

@@ -26,7 +26,7 @@ def _view_arrays(task: tuple) -> list[np.ndarray]:
     from ..images import load_image
     from ..photos.synthesis import PhotoStyle, jitter_box, make_photo
 
-    path, box, other_path, other_box, seeds, backbone, models_dir, photo_size, given_only = task
+    path, box, other_path, other_box, seeds, backbone, models_dir, photo_size, given_only, photographs = task
     key = (backbone, models_dir)
     extractor = _WORKER_CACHE.get(key) or _WORKER_CACHE.setdefault(key, create_extractor(backbone, models_dir=models_dir))
     item = load_image(path, box)
@@ -34,7 +34,7 @@ def _view_arrays(task: tuple) -> list[np.ndarray]:
     arrays = []
     for seed in seeds:
         rng = np.random.default_rng(seed)
-        photo = make_photo(item, rng, PhotoStyle(size=(photo_size, photo_size)), second)
+        photo = make_photo(item, rng, PhotoStyle(size=(photo_size, photo_size), photographs=photographs), second)
         if given_only:
             crop_box = photo.box
         elif rng.random() < 0.85:
@@ -54,8 +54,10 @@ _WORKER_CACHE: dict = {}
 
 def photo_view_vectors(workspace, backbone, item_ids: list[str], views: int, seed: int, directory: Path, *,
                        prefix: str = "photo-views", photo_size: int = 256, given_only: bool = False,
-                       workers: int | None = None, log: Callable[[str], None] = print) -> np.ndarray:
-    """``(len(item_ids), views, dim)`` float32 backbone vectors of synthetic photos of the items.
+                       photographs: float = 0.0, workers: int | None = None,
+                       log: Callable[[str], None] = print) -> np.ndarray:
+    """``(len(item_ids), views, dim)`` float32 backbone vectors of synthetic photos of the items
+    (``photographs``: the share set in real photographs instead of drawn clutter).
 
     Saved in ``directory`` as ``{prefix}-NNNNN.npy`` chunks; chunks already there are reused (resume).
     """
@@ -84,7 +86,7 @@ def photo_view_vectors(workspace, backbone, item_ids: list[str], views: int, see
                 tasks.append((str(catalogue.resolve(item.path)), item.box,
                               str(catalogue.resolve(other.path)) if other.id != item.id else None, other.box,
                               [[seed, n, v] for v in range(views)], backbone.name, str(workspace.models_dir),
-                              photo_size, given_only))
+                              photo_size, given_only, photographs))
             vectors, pending = [], []
             for arrays in executor.map(_view_arrays, tasks, chunksize=8):
                 pending += arrays

@@ -68,6 +68,7 @@ class TrainConfig:
     instance_weight: float = 1.0  # weight of the photo-to-its-item contrastive loss
     temperature: float = 0.05  # of that loss
     val_photos: int = 500  # validation photos (of validation items) that choose the best epoch
+    real_backgrounds: float = 0.0  # share of those photos (training and validation) set in real photographs
     recipe: str | None = None  # the named recipe these settings came from
 
     @property
@@ -118,6 +119,8 @@ class TrainConfig:
             raise ConfigError(f"--scale must be positive and --margin in [0, 1); got {self.scale} and {self.margin}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"--lr must be a positive number, got {self.lr}")
+        if not 0.0 <= self.real_backgrounds <= 1.0:
+            raise ConfigError(f"--real-backgrounds is a share from 0 to 1, got {self.real_backgrounds}")
         if self.photo_views < 0 or self.val_photos < 0:
             raise ConfigError(f"--photo-views and --val-photos must be >= 0, got {self.photo_views}, {self.val_photos}")
         if self.photo_views and (self.finetune_blocks or self.augment):
@@ -582,13 +585,14 @@ class _PhotoViewData(_VectorData):
         super().__init__(store, train_ids, val_ids)
         self.config = config
         views = photo_view_vectors(workspace, backbone, train_ids, config.photo_views, config.seed, directory,
-                                   log=log)
+                                   photographs=config.real_backgrounds, log=log)
         self.views = torch.from_numpy(views)
         rng = np.random.default_rng([config.seed, 11])
         photo_items = sorted(val_ids[i] for i in rng.choice(len(val_ids), min(config.val_photos, len(val_ids)),
                                                             replace=False))
         photos = photo_view_vectors(workspace, backbone, photo_items, 1, config.seed + 1_000_003, directory,
-                                    prefix="val-photos", given_only=True, log=log)[:, 0]
+                                    prefix="val-photos", given_only=True, photographs=config.real_backgrounds,
+                                    log=log)[:, 0]
         gallery_ids = sorted(train_ids[i] for i in rng.choice(len(train_ids), min(10000, len(train_ids)),
                                                               replace=False)) + list(val_ids)
         self.evaluator = RetrievalEvaluator(photos, [labels[i] for i in photo_items], store.vectors_for(gallery_ids),
