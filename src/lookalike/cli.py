@@ -454,7 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "without touching the test split)")
     e.add_argument("--count", type=int, default=400, help="number of photos (default 400)")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--style", choices=("clutter", "scene"), default="clutter",
+    from .photos.sets import MAKERS
+
+    e.add_argument("--style", choices=MAKERS, default="clutter",
                    help="clutter: the maker the photos recipe trains on (drawn clutter); scene: independent code, "
                         "items lit and shadowed in real photographs with camera shake, colour cast and a low-res "
                         "sensor, for judging a model on photos unlike its training ones (default clutter)")
