@@ -108,6 +108,10 @@ def test_make_scene_photos_cli_and_unknown_maker(ws, tmp_path, capsys):
     assert len(photos) == 3 and all(p.box and p.item and p.path.is_file() for p in photos)
     with pytest.raises(ConfigError, match="unknown photo maker 'street'; choose from clutter, scene"):
         make_query_photos(ws, tmp_path / "x", count=1, maker="street")
+    from lookalike.cli import PHOTO_MAKERS
+    from lookalike.photos.sets import MAKERS
+
+    assert PHOTO_MAKERS == MAKERS  # the CLI names them without importing the photos package
 
 
 # -- boxes ---------------------------------------------------------------------------------------

@@ -233,6 +233,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# photos.sets.MAKERS, named here so that building the parser does not import the photos package
+PHOTO_MAKERS = ("clutter", "scene")
+
 _TRAIN_FIELDS = ("backbone", "name", "hidden", "top_categories", "epochs", "batch_size", "lr", "weight_decay",
                  "dropout", "input_dropout", "label_smoothing", "holdout_split", "finetune_blocks", "head",
                  "conv_depth", "conv_widths", "augment", "erase", "flip_tta", "loss", "margin", "scale", "seed",
@@ -249,8 +252,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .training.recipes import train_recipe
 
         given.pop("name")
+        if args.localiser_photos is not None:  # else the recipe's default
+            given["localiser_photos"] = args.localiser_photos
         results, localiser = train_recipe(ws, args.recipe, args.name, device=args.device, overwrite=args.overwrite,
-                                          localiser_photos=args.localiser_photos, **given)
+                                          **given)
         if localiser is not None:
             print(f"localiser: validation mean IoU {localiser['best_val_mean_iou']:.3f}, saved in {ws.root / 'localiser'}")
         for result in results:
@@ -454,9 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "without touching the test split)")
     e.add_argument("--count", type=int, default=400, help="number of photos (default 400)")
     e.add_argument("--seed", type=int, default=0)
-    from .photos.sets import MAKERS
-
-    e.add_argument("--style", choices=MAKERS, default="clutter",
+    e.add_argument("--style", choices=PHOTO_MAKERS, default="clutter",
                    help="clutter: the maker the photos recipe trains on (drawn clutter); scene: independent code, "
                         "items lit and shadowed in real photographs with camera shake, colour cast and a low-res "
                         "sensor, for judging a model on photos unlike its training ones (default clutter)")
@@ -575,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "large-margin cosine softmax, which makes nearest neighbours follow the classifier")
     p.add_argument("--margin", type=float, default=None, help="cosface margin in cosine (default 0.2)")
     p.add_argument("--scale", type=float, default=None, help="cosface logit scale (default 16)")
-    p.add_argument("--localiser-photos", type=int, default=6000, metavar="N",
+    p.add_argument("--localiser-photos", type=int, default=None, metavar="N",
                    help="--recipe photos: synthetic photos the item localiser trains on (default 6000; half on real photographs)")
     p.add_argument("--photo-views", type=int, default=None, metavar="V",
                    help="street-to-shop: V synthetic phone photos per training item, paired with the clean item "

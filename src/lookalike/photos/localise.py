@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 import json
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -295,8 +295,6 @@ def train_localiser(workspace, train_ids: list[str], val_ids: list[str], directo
     import torch
 
     from .sets import photo_of_item
-    from dataclasses import replace
-
     from .synthesis import TRAINING_STYLE
 
     started = time.perf_counter()
