@@ -50,6 +50,12 @@ def test_combined_vectors_are_the_weighted_normalised_parts(ws, capsys):
     images = [load_image(ws.catalogue.resolve(ws.catalogue.get(i).path)) for i in ids[:6]]
     np.testing.assert_allclose(model.embed(images), both[:6], atol=1e-4)
     assert model.embed([]).shape == (0, 3088)
+    # several views of one query: each part's normalised vectors are averaged, normalised and weighted
+    views = model.embed_views([images[:3], images[3:4]])
+    part_means = [(v[:3] / np.linalg.norm(v[:3], axis=1, keepdims=True)).mean(0) for v in (pixels, head)]
+    np.testing.assert_allclose(views[0, :3072], part_means[0] / np.linalg.norm(part_means[0]), atol=1e-5)
+    np.testing.assert_allclose(views[0, 3072:], np.sqrt(3.0) * part_means[1] / np.linalg.norm(part_means[1]), atol=1e-4)
+    np.testing.assert_allclose(views[1], both[3], atol=1e-4)
     # it is a model like the others: listed, searchable, survives reopening the workspace
     assert "both" in ws.list_models() and "both" not in list_extractors()
     assert main(["search", "--model", "both", "--metric", "l2", "--item", str(ids[0]), "-k", "3", "--json",

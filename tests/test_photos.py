@@ -161,13 +161,52 @@ def test_probability_map_to_boxes_several_items_best_first():
     assert _FixedMap(np.zeros((20, 20), np.float32)).locate(Image.new("RGB", (320, 320))) == []
 
 
-def test_an_item_filling_the_photo_is_searched_whole():
+def _one_item_map(cells: tuple[int, int, int, int]) -> np.ndarray:
     prob = np.zeros((20, 20), np.float32)
-    prob[1:19, 1:19] = 0.9
-    box, source, found = _FixedMap(prob).choose(Image.new("RGB", (320, 320)))
+    r1, r2, c1, c2 = cells
+    prob[r1:r2, c1:c2] = 0.9
+    return prob
+
+
+def _busy(size=(320, 320), seed=0) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def test_a_large_item_on_a_plain_backdrop_is_a_product_shot_searched_whole():
+    plain = Image.new("RGB", (320, 320), (250, 250, 250))
+    ImageDraw.Draw(plain).rectangle((64, 48, 256, 272), fill=(30, 60, 200))
+    localiser = _FixedMap(_one_item_map((3, 17, 4, 16)))  # the item's cells: 48..272 x 64..256 pixels
+    box, source, found = localiser.choose(plain)
     assert source == "auto" and box == (0, 0, 320, 320) and len(found) == 1
-    prob[:] = 0
-    assert _FixedMap(prob).choose(Image.new("RGB", (320, 320)))[:2] == (None, "none")
+    views, box2, _, _ = localiser.views(plain)
+    assert box2 == box and len(views) == 1 and views[0].size == (320, 320)
+    # the same item on a busy backdrop is cut out, as crops at several margins (the smallest is its box)
+    views, box, source, _ = localiser.views(_busy())
+    assert source == "auto" and box != (0, 0, 320, 320)
+    assert len(views) == len(localiser.view_margins) == 3
+    assert views[0].size == (192, 224) and views[0].size < views[-1].size
+    # a small item on a plain backdrop is cut out too (a photo of a thing on a table, not a product shot)
+    small = _FixedMap(_one_item_map((8, 11, 8, 11)))
+    assert small.choose(plain)[0] != (0, 0, 320, 320) and len(small.views(plain)[0]) == 3
+    # nothing found: the whole photo, source none
+    empty = _FixedMap(np.zeros((20, 20), np.float32))
+    assert empty.choose(plain)[:2] == (None, "none")
+    views, box, source, _ = empty.views(plain)
+    assert (box, source) == (None, "none") and [v.size for v in views] == [(320, 320)]
+
+
+def test_the_views_of_a_query_are_averaged_part_by_part():
+    from lookalike.extractors.base import group_means
+
+    assert np.allclose(group_means(np.arange(12, dtype=np.float32).reshape(6, 2), [1, 3, 2]),
+                       [[0, 1], [4, 5], [9, 10]])
+    with pytest.raises(ValueError, match="at least one image"):
+        group_means(np.zeros((2, 2)), [2, 0])
+    extractor = create_extractor("pixels")
+    a, b = Image.new("RGB", (28, 28), (10, 10, 10)), _busy((28, 28))
+    mean = extractor.embed_views([[a, b], [b]])
+    assert mean.shape == (2, extractor.dim)
+    assert np.allclose(mean, [extractor.embed([a, b]).mean(0), extractor.embed([b])[0]], atol=1e-5)
 
 
 def test_scda_finds_a_bright_item_on_a_plain_photo():

@@ -207,20 +207,19 @@ class SearchEngine:
         if isinstance(box, str) and box not in ("auto", "none"):
             raise ConfigError(f"box must be x1,y1,x2,y2, 'auto' or 'none'; got {box!r}")
         if box == "auto":
-            used, source, found = self.localiser().choose(img)
+            views, used, source, found = self.localiser().views(img)
             query["candidates"] = [{"box": original(d.box), "score": round(d.score, 4)} for d in found]
-            crop = img if used is None else img.crop(tuple(round(v) for v in used))
         elif box is None or box == "none":
-            used, crop, source = None, img, "none"
+            used, views, source = None, [img], "none"
         else:
             if len(box) != 4:
                 raise ImageError(f"{name}: a box needs 4 numbers x1,y1,x2,y2, got {len(box)}")
-            crop = crop_to_box(img, [float(v) * scale for v in box], name=name)
+            views = [crop_to_box(img, [float(v) * scale for v in box], name=name)]
             x1, y1, x2, y2 = (float(v) * scale for v in box)
             used, source = (max(0.0, x1), max(0.0, y1), min(float(img.width), x2), min(float(img.height), y2)), "given"
         query["box"] = original(used) if used is not None else None
         query["box_source"] = source
-        vector = extractor.embed([crop])
+        vector = extractor.embed_views([views])
         matches = self.search_vectors(vector, model, metric, k)[0]
         return SearchResult(model, metric.value, query, matches)
 

@@ -110,6 +110,15 @@ def ort_session(path: Path) -> onnxruntime.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def group_means(vectors: np.ndarray, sizes: list[int]) -> np.ndarray:
+    """The mean of each run of ``sizes[i]`` consecutive rows (every size at least 1)."""
+    if any(n < 1 for n in sizes):
+        raise ValueError("every group of views needs at least one image")
+    ends = np.cumsum(sizes)
+    return np.ascontiguousarray(np.add.reduceat(np.asarray(vectors, np.float64), ends - sizes, axis=0)
+                                / np.asarray(sizes)[:, None], np.float32)
+
+
 class Extractor(ABC):
     """Base class. Subclasses implement ``build_torch`` and ``weights_checksum``."""
 
@@ -245,6 +254,11 @@ class Extractor(ABC):
     def embed(self, images: list[Image.Image]) -> np.ndarray:
         """RGB images -> ``(n, dim)`` float32 feature vectors."""
         return self.embed_arrays(self.preprocess_batch(images))
+
+    def embed_views(self, groups: list[list[Image.Image]]) -> np.ndarray:
+        """One vector per group of views of one query (e.g. crops of a photo at several margins): the mean of
+        the views' vectors, ``(len(groups), dim)``."""
+        return group_means(self.embed([img for group in groups for img in group]), [len(g) for g in groups])
 
     def embed_torch(self, batch: np.ndarray, module: torch.nn.Module | None = None) -> np.ndarray:
         """Same as ``embed_arrays`` but through torch eager (for parity tests and benchmarks)."""

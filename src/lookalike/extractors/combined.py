@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError
-from .base import Extractor, ExtractorConfig
+from .base import Extractor, ExtractorConfig, group_means
 from .registry import create_extractor, is_builtin
 
 KIND = "combined"
@@ -62,6 +62,16 @@ class PartsExtractor(Extractor):
         return self.combine(parts)
 
 
+    def embed_views(self, groups: list[list[Image.Image]]) -> np.ndarray:
+        """Each part's vectors averaged over a query's views, then combined."""
+        images, sizes = [img for group in groups for img in group], [len(g) for g in groups]
+        return self.combine([group_means(self.view_vectors(part.embed(images)), sizes) for part in self.parts])
+
+    def view_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """A part's vectors as they enter a query's average of views (as they are)."""
+        return vectors
+
+
 class CombinedExtractor(PartsExtractor):
     """Weighted concatenation of L2-normalised vectors from other extractors (the parts)."""
 
@@ -83,6 +93,10 @@ class CombinedExtractor(PartsExtractor):
     def weights_checksum(self) -> str:
         key = json.dumps([[p.fingerprint() for p in self.parts], self.part_weights])
         return hashlib.sha256(key.encode()).hexdigest()
+
+    def view_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """Normalised, as each part is compared by its direction: every view weighs the same in the average."""
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
     def combine(self, vectors: list[np.ndarray]) -> np.ndarray:
         """The parts' vectors (same rows, one array per part) -> this model's vectors."""

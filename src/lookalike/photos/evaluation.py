@@ -33,36 +33,37 @@ def parse_box_modes(text: str | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(modes))
 
 
-def photo_crops(photos: list[QueryPhoto], mode: str, localiser=None, *, progress: bool | None = None
+def photo_views(photos: list[QueryPhoto], mode: str, localiser=None, *, progress: bool | None = None
                 ) -> tuple[list, list[dict]]:
-    """The query image of every photo under ``mode`` (None where the mode does not apply or the photo is
-    unreadable), with what was used: ``{"box": ..., "box_source": given|auto|none}``."""
+    """The query views of every photo under ``mode`` (a list of images whose vectors are averaged, as
+    ``search --image`` does; None where the mode does not apply or the photo is unreadable), with what was
+    used: ``{"box": ..., "box_source": given|auto|none}``."""
     from ..images import MAX_PHOTO_SIDE, crop_to_box, load_photo
 
-    crops, used = [], []
+    out, used = [], []
     for photo in tqdm(photos, desc=f"photos ({mode} box)", unit="photo", disable=None if progress is None
                       else not progress, leave=False):
         try:
             img, scale, _ = load_photo(photo.path, max_side=MAX_PHOTO_SIDE)
         except ImageError as error:
-            crops.append(None)
+            out.append(None)
             used.append({"box": None, "box_source": None, "error": str(error)})
             continue
         if mode == "given":
             if photo.box is None:
-                crops.append(None)
+                out.append(None)
                 used.append({"box": None, "box_source": None})
                 continue
-            crops.append(crop_to_box(img, [v * scale for v in photo.box], name=str(photo.path)))
+            out.append([crop_to_box(img, [v * scale for v in photo.box], name=str(photo.path))])
             used.append({"box": list(photo.box), "box_source": "given"})
         elif mode == "auto":
-            crop, box, source = localiser.crop(img)
-            crops.append(crop)
+            crops, box, source, _ = localiser.views(img)
+            out.append(crops)
             used.append({"box": [v / scale for v in box] if box else None, "box_source": source})
         else:
-            crops.append(img)
+            out.append([img])
             used.append({"box": None, "box_source": "none"})
-    return crops, used
+    return out, used
 
 
 def evaluate_photos(workspace, models: list[str], metrics: list[Metric | str], query_photos: str | Path, *,
@@ -110,9 +111,9 @@ def evaluate_photos(workspace, models: list[str], metrics: list[Metric | str], q
 
     if "auto" in boxes and localiser is None:
         localiser = workspace_localiser(workspace)
-    crops, used = {}, {}
+    views, used = {}, {}
     for mode in boxes:
-        crops[mode], used[mode] = photo_crops(photos, mode, localiser, progress=progress)
+        views[mode], used[mode] = photo_views(photos, mode, localiser, progress=progress)
     iou = None
     if "auto" in boxes:
         pairs = [(u["box"], p.box) for u, p in zip(used["auto"], photos) if p.box is not None]
@@ -131,10 +132,10 @@ def evaluate_photos(workspace, models: list[str], metrics: list[Metric | str], q
         indexes = {metric: ItemIndex.build(model, metric, np.asarray(gallery_ids), vectors, backend=specs[metric][0],
                                            params=specs[metric][1]) for metric in usable}
         for mode in boxes:
-            keep = [n for n, c in enumerate(crops[mode]) if c is not None]
+            keep = [n for n, v in enumerate(views[mode]) if v is not None]
             if not keep:
                 continue
-            queries = extractor.embed([crops[mode][n] for n in keep])
+            queries = extractor.embed_views([views[mode][n] for n in keep])
             query_cats = np.array([photos[n].category for n in keep])
             relevant = np.array([counts[c] for c in query_cats])
             query_items = [photos[n].item for n in keep]

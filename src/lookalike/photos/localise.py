@@ -79,7 +79,13 @@ class Localiser(ABC):
 
     description = "localiser"
     threshold = 0.5
-    fill = 0.6
+    #: a product shot (the item on a plain backdrop, its box at least this share of the photo) is searched whole
+    shot_fill = 0.25
+    #: share of the pixels outside the box within ``plain_tolerance`` (RGB distance, 0..1) of their median colour
+    plain_share = 0.9
+    plain_tolerance = 0.08
+    #: margins (share of the box's size) of the crops whose vectors are averaged into the query
+    view_margins = (0.0, 0.04, 0.1)
 
     def __init__(self, variant: str = "efficientnet-lite0", input_size: int = 320, min_area: float = 0.004,
                  max_boxes: int = 4, margin: float = 0.04):
@@ -156,22 +162,46 @@ class Localiser(ABC):
     def choose(self, img: Image.Image) -> tuple[Box | None, str, list[Detection]]:
         """The box to search (the best item's box widened by ``margin``), its source, and every candidate.
 
-        ``(None, "none", [])`` when no item is found. When the item fills most of the photo (a catalogue-style
-        shot, at least ``fill`` of its area), the whole photo is searched: cutting such an item loses more
-        than the little background costs.
+        ``(None, "none", [])`` when no item is found. A product shot (the item on a plain backdrop and at least
+        ``shot_fill`` of the photo) is searched whole, framed as catalogue images are: cutting it loses more
+        than the plain backdrop costs. In a busy photo the item is cut out, however large it is.
         """
+        return self._choice(img)[:3]
+
+    def _choice(self, img: Image.Image) -> tuple[Box | None, str, list[Detection], bool]:
         found = self.locate(img)
         if not found:
-            return None, "none", found
-        box = pad_box(found[0].box, img.size, self.margin)
-        if (box[2] - box[0]) * (box[3] - box[1]) >= self.fill * img.width * img.height:
-            box = (0.0, 0.0, float(img.width), float(img.height))
-        return box, "auto", found
+            return None, "none", found, True
+        if self.product_shot(img, found[0].box):
+            return (0.0, 0.0, float(img.width), float(img.height)), "auto", found, True
+        return pad_box(found[0].box, img.size, self.margin), "auto", found, False
 
-    def crop(self, img: Image.Image) -> tuple[Image.Image, Box | None, str]:
-        """The photo cropped to ``choose``'s box, the box, and its source (the whole photo when none)."""
-        box, source, _ = self.choose(img)
-        return (img if box is None else img.crop(tuple(round(v) for v in box))), box, source
+    def product_shot(self, img: Image.Image, box: Box) -> bool:
+        """Whether ``box`` holds a large item on a plain backdrop (the rest of the photo is one colour)."""
+        x1, y1, x2, y2 = box
+        if (x2 - x1) * (y2 - y1) < self.shot_fill * img.width * img.height:
+            return False
+        small = img.convert("RGB")
+        small.thumbnail((96, 96), Image.Resampling.BILINEAR)
+        sx, sy = small.width / img.width, small.height / img.height
+        arr = np.asarray(small, np.float32) / 255.0
+        outside = np.ones(arr.shape[:2], bool)
+        outside[max(0, int(y1 * sy)) : int(np.ceil(y2 * sy)), max(0, int(x1 * sx)) : int(np.ceil(x2 * sx))] = False
+        pixels = arr[outside]
+        if len(pixels) < 0.02 * outside.size:  # the item fills the frame: nothing else to cut away
+            return True
+        distance = np.sqrt(((pixels - np.median(pixels, axis=0)) ** 2).sum(1))
+        return float((distance <= self.plain_tolerance).mean()) >= self.plain_share
+
+    def views(self, img: Image.Image) -> tuple[list[Image.Image], Box | None, str, list[Detection]]:
+        """What to search for ``img``: crops of the best box at each of ``view_margins`` (their vectors are
+        averaged: a box a little too tight or too loose matters less), or the whole photo (a product shot, or no
+        item found); then ``choose``'s box, source and candidates."""
+        box, source, found, whole = self._choice(img)
+        if whole:
+            return [img], box, source, found
+        crops = [img.crop(tuple(round(v) for v in pad_box(found[0].box, img.size, m))) for m in self.view_margins]
+        return crops, box, source, found
 
 
 class ActivationLocaliser(Localiser):
