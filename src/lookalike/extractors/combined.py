@@ -61,7 +61,6 @@ class PartsExtractor(Extractor):
             start += size
         return self.combine(parts)
 
-
     def embed_views(self, groups: list[list[Image.Image]]) -> np.ndarray:
         """Each part's vectors averaged over a query's views, then combined."""
         images, sizes = [img for group in groups for img in group], [len(g) for g in groups]

@@ -169,6 +169,7 @@ class Localiser(ABC):
         return self._choice(img)[:3]
 
     def _choice(self, img: Image.Image) -> tuple[Box | None, str, list[Detection], bool]:
+        """``choose``'s answer, and whether the whole photo is what gets searched."""
         found = self.locate(img)
         if not found:
             return None, "none", found, True
