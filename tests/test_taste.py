@@ -103,6 +103,12 @@ def test_learned_vectors_realise_the_weighted_distance_exactly(metric):
     diff = vectors[:25] - vectors[25:]
     realised = np.abs(diff).sum(1) if metric is Metric.L1 else (diff ** 2).sum(1)
     assert np.allclose(realised, comps @ weights, rtol=1e-4)
+    sides = comps[:, 1 + 4 + DIM :]  # which side of each appearance quartile: 0 (same) or 1 (apart)
+    assert sides.shape[1] == 3 * DIM and set(np.unique(sides)) == {0.0, 1.0}
+    # a model learned before partitions were offered loads and embeds as it did
+    old = {k: v for k, v in space.to_arrays().items() if k != "partition_thresholds"}
+    earlier = PairSpace.from_arrays(metric, old)
+    assert earlier.size == 1 + 4 + DIM and earlier.embed(base, app, weights[: earlier.size]).shape == (50, 12 + 4 + DIM)
 
 
 @pytest.mark.parametrize("metric", [Metric.L1, Metric.L2])

@@ -41,9 +41,9 @@ class LearnedExtractor(PartsExtractor):
         learned = saved.get("learned_from", {})
         super().__init__(ExtractorConfig(
             name=cfg["name"], architecture=f"{cfg['base']} ({cfg['base_metric']}) re-weighted by a learned taste",
-            layer=f"base vector, {len(self.space.directions)} principal directions and appearance numbers, "
-                  f"weighted ({self.metric.value})",
-            dim=self.parts[0].dim + len(self.space.directions) + self.parts[1].dim,
+            layer=f"base vector, {len(self.space.directions)} principal directions, appearance numbers and "
+                  f"their sides of {len(self.space.thresholds)} quantiles, weighted ({self.metric.value})",
+            dim=self.parts[0].dim + self.space.size - 1,
             preprocess=self.parts[0].config.preprocess,
             weights=f"learned from {learned.get('votes', 0)} votes" + (" (the base alone: the votes taught "
                                                                         "nothing beyond it)" if saved.get("is_base") else ""),

@@ -11,7 +11,7 @@ An L1 penalty on every weight but the base's keeps the taste at the base where t
 Its strength is chosen by cross-validation over *query items* (no query is in both the fitted and the
 held-out votes), against the base alone (only ``u_0`` and ``a`` fitted): a taste is kept only when it
 predicts held-out votes better than the base by more than the noise (one standard error of the
-per-vote difference). Otherwise the learned model *is* the base, and says so.
+per-vote difference) and gets more of them right. Otherwise the learned model *is* the base, and says so.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def learn_taste(votes: VoteSet, *, folds: int = 5, seed: int = 0,
 
     The reference is the better of the base alone and no distance at all (the dope rate): a taste must
     predict held-out votes better than that by more than one standard error, with a weaker penalty chosen
-    only when it also beats the stronger ones. Otherwise the result is the base (``weights = [1, 0, ...]``).
+    only when it also beats the stronger ones, and must get more held-out votes right than the base. Otherwise the result is the base (``weights = [1, 0, ...]``).
     ``scores`` holds each candidate's held-out loss per vote and the held-out accuracy of the choice and of
     the base.
     """
@@ -165,6 +165,8 @@ def learn_taste(votes: VoteSet, *, folds: int = 5, seed: int = 0,
         standard_error = gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else np.inf
         if gain.mean() > standard_error and (best is None or losses[c].mean() < losses[best].mean()):
             best = c
+    if best is not None and correct[best].mean() <= correct[None].mean():
+        best = None  # likelier but not more often right: chance, or a taste the base already has
     chosen = fit_weights(votes, best) if best is not None else None
     if chosen is None or chosen.weights[1:].sum() <= 1e-9:  # nothing beyond the base: rank as the base does
         chosen, best = Taste(np.eye(1, votes.n_components)[0], 0.0, None), None

@@ -4,10 +4,14 @@ For a base model searched under ``metric``, the components of an item pair ``(q,
 
 - ``base``: the base's own distance (normalised by its median on the voted pairs);
 - ``direction k``: the difference along the base's ``k``-th principal direction;
-- ``appearance j``: the difference in the ``j``-th appearance number (standardised on the catalogue).
+- ``appearance j``: the difference in the ``j``-th appearance number (standardised on the catalogue);
+- ``partition j, q``: 1 when the two items lie on different sides of the catalogue's ``q`` quantile of
+  appearance number ``j`` (quartiles), else 0. A taste shaped like a partition (boxy or fitted, one of a
+  few styles) turns on which side of a line an item falls, which no weighting of differences expresses:
+  nearby items on both sides of it differ little.
 
 Under L2 (and Hamming, whose codes are compared as +-1 vectors) a component is a squared
-difference, under L1 an absolute one. Either way ``sum_i w_i c_i(q, m)`` is exactly the L2 (L1)
+difference, under L1 an absolute one (a partition component is the same 0 or 1 under both). Either way ``sum_i w_i c_i(q, m)`` is exactly the L2 (L1)
 distance between ``embed(q)`` and ``embed(m)``, so a learned taste is a model like any other: its
 vectors go into the usual indexes.
 """
@@ -23,19 +27,23 @@ from ..extractors.appearance import GROUPS, NAMES
 
 #: principal directions of the base offered to a taste
 DIRECTIONS = 16
+#: catalogue quantiles of each appearance number whose sides a taste can weigh
+QUANTILES = (0.25, 0.5, 0.75)
 
 
-def component_names(directions: int = DIRECTIONS) -> list[str]:
-    return ["base"] + [f"direction{k}" for k in range(directions)] + [f"appearance:{n}" for n in NAMES]
+def component_names(directions: int = DIRECTIONS, quantiles: tuple[float, ...] = QUANTILES) -> list[str]:
+    return (["base"] + [f"direction{k}" for k in range(directions)] + [f"appearance:{n}" for n in NAMES]
+            + [f"partition:{n}@{q:g}" for q in quantiles for n in NAMES])
 
 
-def component_groups(directions: int = DIRECTIONS) -> dict[str, list[int]]:
-    """Component positions by group: ``base``, ``directions`` and each appearance group."""
+def component_groups(directions: int = DIRECTIONS, quantiles: tuple[float, ...] = QUANTILES) -> dict[str, list[int]]:
+    """Component positions by group: ``base``, ``directions``, each appearance group, ``partition``."""
     out = {"base": [0], "directions": list(range(1, 1 + directions))}
     start = 1 + directions
     for group, names in GROUPS:
         out[group] = list(range(start, start + len(names)))
         start += len(names)
+    out["partition"] = list(range(start, start + len(quantiles) * len(NAMES)))
     return out
 
 
@@ -49,6 +57,11 @@ class PairSpace:
     direction_scales: np.ndarray  # (K,) typical difference along each direction
     appearance_mean: np.ndarray  # (A,)
     appearance_std: np.ndarray  # (A,)
+    thresholds: np.ndarray | None = None  # (Q, A) standardised appearance quantiles (None: no partitions)
+
+    def __post_init__(self) -> None:
+        if self.thresholds is None:
+            self.thresholds = np.zeros((0, len(self.appearance_mean)))
 
     @property
     def learned_metric(self) -> Metric:
@@ -57,7 +70,7 @@ class PairSpace:
 
     @property
     def size(self) -> int:
-        return 1 + len(self.directions) + len(self.appearance_mean)
+        return 1 + len(self.directions) + len(self.appearance_mean) + self.thresholds.size
 
     @classmethod
     def fit(cls, metric: Metric, base_sample: np.ndarray, appearance_sample: np.ndarray,
@@ -71,6 +84,8 @@ class PairSpace:
         dirs[:k] = vt[:k]
         space = cls(metric, 1.0, dirs, np.ones(directions), appearance_sample.mean(0).astype(np.float64),
                     np.maximum(appearance_sample.std(0), 1e-6).astype(np.float64))
+        standard = (np.asarray(appearance_sample, np.float64) - space.appearance_mean) / space.appearance_std
+        space.thresholds = np.quantile(standard, QUANTILES, axis=0).reshape(len(QUANTILES), -1)
         rng = np.random.default_rng(seed)
         a, b = rng.integers(0, len(base), (2, min(len(base), 4000)))
         raw = space._raw(base[a], base[b])
@@ -91,13 +106,18 @@ class PairSpace:
         along = (np.asarray(base_q, np.float64) - base_m) @ self.directions.T
         return np.concatenate([d0[:, None], self._diff(along)], axis=1)
 
+    def _sides(self, appearance: np.ndarray) -> np.ndarray:
+        """``(n, Q * A)``: 1 where an item's appearance number lies above a threshold, else 0."""
+        standard = (np.asarray(appearance, np.float64) - self.appearance_mean) / self.appearance_std
+        return (standard[:, None, :] > self.thresholds[None]).reshape(len(standard), -1).astype(np.float64)
+
     def components(self, base_q: np.ndarray, base_m: np.ndarray, app_q: np.ndarray, app_m: np.ndarray) -> np.ndarray:
         """``(n, size)`` components of n item pairs (rows of the four arrays)."""
         raw = self._raw(np.asarray(base_q, np.float64), np.asarray(base_m, np.float64))
         raw[:, 0] /= self.base_scale
         raw[:, 1:] /= self.direction_scales
         app = self._diff((np.asarray(app_q, np.float64) - app_m) / self.appearance_std)
-        return np.concatenate([raw, app], axis=1)
+        return np.concatenate([raw, app, np.abs(self._sides(app_q) - self._sides(app_m))], axis=1)
 
     def embed(self, base: np.ndarray, appearance: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Vectors whose ``learned_metric`` distance is ``sum_i weights_i * components_i``."""
@@ -110,15 +130,17 @@ class PairSpace:
         else:
             head = base * scale(w[0] / self.base_scale)
         along = (base.astype(np.float64) @ self.directions.T) * scale(w[1 : 1 + k] / self.direction_scales)
-        app = (np.asarray(appearance, np.float64) - self.appearance_mean) / self.appearance_std * scale(w[1 + k :])
-        return np.ascontiguousarray(np.concatenate([head, along, app], axis=1), np.float32)
+        a = len(self.appearance_mean)
+        app = (np.asarray(appearance, np.float64) - self.appearance_mean) / self.appearance_std * scale(w[1 + k : 1 + k + a])
+        sides = self._sides(appearance) * scale(w[1 + k + a :])  # 0/1 apart: |difference| = its square
+        return np.ascontiguousarray(np.concatenate([head, along, app, sides], axis=1), np.float32)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {"directions": self.directions, "direction_scales": self.direction_scales,
                 "appearance_mean": self.appearance_mean, "appearance_std": self.appearance_std,
-                "base_scale": np.asarray([self.base_scale])}
+                "base_scale": np.asarray([self.base_scale]), "partition_thresholds": self.thresholds}
 
     @classmethod
     def from_arrays(cls, metric: Metric, arrays: dict[str, np.ndarray]) -> PairSpace:
         return cls(metric, float(arrays["base_scale"][0]), arrays["directions"], arrays["direction_scales"],
-                   arrays["appearance_mean"], arrays["appearance_std"])
+                   arrays["appearance_mean"], arrays["appearance_std"], arrays.get("partition_thresholds"))
