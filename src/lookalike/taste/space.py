@@ -11,9 +11,9 @@ For a base model searched under ``metric``, the components of an item pair ``(q,
   nearby items on both sides of it differ little.
 
 Under L2 (and Hamming, whose codes are compared as +-1 vectors) a component is a squared
-difference, under L1 an absolute one (a partition component is the same 0 or 1 under both). Either way ``sum_i w_i c_i(q, m)`` is exactly the L2 (L1)
-distance between ``embed(q)`` and ``embed(m)``, so a learned taste is a model like any other: its
-vectors go into the usual indexes.
+difference, under L1 an absolute one (a partition component is the same 0 or 1 under both). Either
+way ``sum_i w_i c_i(q, m)`` is exactly the L2 (L1) distance between ``embed(q)`` and ``embed(m)``, so a
+learned taste is a model like any other: its vectors go into the usual indexes.
 """
 
 from __future__ import annotations
