@@ -20,7 +20,7 @@ from lookalike.extractors.appearance import DIM, NAMES, describe
 from lookalike.features import extract_features
 from lookalike.metrics import Metric
 from lookalike.search import SearchEngine
-from lookalike.taste.fit import VoteSet, fit_weights, learn_taste
+from lookalike.taste.fit import PENALTIES, VoteSet, fit_weights, learn_taste
 from lookalike.taste.learn import learn, session_hash
 from lookalike.taste.players import approval, make_player, play, unseen_queries
 from lookalike.taste.space import PairSpace
@@ -79,6 +79,15 @@ def test_a_consistent_taste_is_found_and_a_random_one_keeps_the_base():
     assert taste.scores["heldout_accuracy"] > taste.scores["heldout_accuracy[base]"] + 0.1
     noise = learn_taste(_votes(400, lambda c, rng: rng.random() < 0.5, seed=1))
     assert noise.is_base and (noise.weights[1:] == 0).all()  # the votes say nothing: nothing but the base
+
+
+def test_a_taste_likelier_but_not_more_often_right_keeps_the_base():
+    # component 3 moves P(dope) between 0.9 and about 0.6, never below 1/2: it makes held-out votes likelier
+    # but predicts the same verdict (dope) as the base does, so ranking by it is not what the votes ask for
+    votes = _votes(4000, lambda c, rng: rng.random() < 0.9 - 0.1 * min(c[3], 3.0), seed=2)
+    taste = learn_taste(votes)
+    assert taste.scores["heldout_loss[base]"] - min(taste.scores[f"heldout_loss[{p}]"] for p in PENALTIES) > 0.005
+    assert taste.is_base
 
 
 def test_duels_are_preferences():

@@ -140,7 +140,8 @@ def learn_taste(votes: VoteSet, *, folds: int = 5, seed: int = 0,
 
     The reference is the better of the base alone and no distance at all (the dope rate): a taste must
     predict held-out votes better than that by more than one standard error, with a weaker penalty chosen
-    only when it also beats the stronger ones, and must get more held-out votes right than the base. Otherwise the result is the base (``weights = [1, 0, ...]``).
+    only when it also beats the stronger ones, and must get more held-out votes right than the base.
+    Otherwise the result is the base (``weights = [1, 0, ...]``).
     ``scores`` holds each candidate's held-out loss per vote and the held-out accuracy of the choice and of
     the base.
     """
