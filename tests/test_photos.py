@@ -195,7 +195,7 @@ def test_a_large_item_on_a_plain_backdrop_is_a_product_shot_searched_whole():
     assert (box, source) == (None, "none") and [v.size for v in views] == [(320, 320)]
 
 
-def test_the_views_of_a_query_are_averaged_part_by_part():
+def test_the_views_of_a_query_are_averaged():
     from lookalike.extractors.base import group_means
 
     assert np.allclose(group_means(np.arange(12, dtype=np.float32).reshape(6, 2), [1, 3, 2]),

@@ -182,10 +182,10 @@ class Localiser(ABC):
         x1, y1, x2, y2 = box
         if (x2 - x1) * (y2 - y1) < self.shot_fill * img.width * img.height:
             return False
-        small = img.convert("RGB")
-        small.thumbnail((96, 96), Image.Resampling.BILINEAR)
+        small = img.copy()
+        small.thumbnail((96, 96), Image.Resampling.BILINEAR)  # shrunk before converting: a cheap copy
         sx, sy = small.width / img.width, small.height / img.height
-        arr = np.asarray(small, np.float32) / 255.0
+        arr = np.asarray(small.convert("RGB"), np.float32) / 255.0
         outside = np.ones(arr.shape[:2], bool)
         outside[max(0, int(y1 * sy)) : int(np.ceil(y2 * sy)), max(0, int(x1 * sx)) : int(np.ceil(x2 * sx))] = False
         pixels = arr[outside]

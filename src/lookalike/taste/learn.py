@@ -180,7 +180,7 @@ def learn(ws: Workspace, base: str, metric: str | Metric, name: str, *, sessions
     extract_features(ws.catalogue, learned, out, overwrite=True, progress=None, part_stores=[base_store, app_store],
                      items=items)
     report("done", 1.0)
-    share = _group_shares(votes, taste.weights, len(space.directions))
+    share = _group_shares(votes, taste.weights, space)
     return LearnResult(name, directory, system, taste, len(verdicts), len(duels), dict(left_out), share)
 
 
@@ -200,11 +200,12 @@ def _vote_set(space: PairSpace, base_store, app_store, verdicts: list[dict], due
                    comps(queries, losers), np.asarray(queries, object))
 
 
-def _group_shares(votes: VoteSet, weights: np.ndarray, directions: int) -> dict[str, float]:
+def _group_shares(votes: VoteSet, weights: np.ndarray, space: PairSpace) -> dict[str, float]:
     """Each group's share of the learned distance, summed over the voted pairs."""
     rows = np.concatenate([votes.single, votes.winner, votes.loser]) * weights
     total = max(rows.sum(), 1e-12)
-    return {group: float(rows[:, positions].sum() / total) for group, positions in component_groups(directions).items()}
+    groups = component_groups(len(space.directions), len(space.thresholds))
+    return {group: float(rows[:, positions].sum() / total) for group, positions in groups.items()}
 
 
 def _save(directory: Path, saved: dict[str, Any], space: PairSpace) -> None:

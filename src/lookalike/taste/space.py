@@ -31,19 +31,15 @@ DIRECTIONS = 16
 QUANTILES = (0.25, 0.5, 0.75)
 
 
-def component_names(directions: int = DIRECTIONS, quantiles: tuple[float, ...] = QUANTILES) -> list[str]:
-    return (["base"] + [f"direction{k}" for k in range(directions)] + [f"appearance:{n}" for n in NAMES]
-            + [f"partition:{n}@{q:g}" for q in quantiles for n in NAMES])
-
-
-def component_groups(directions: int = DIRECTIONS, quantiles: tuple[float, ...] = QUANTILES) -> dict[str, list[int]]:
-    """Component positions by group: ``base``, ``directions``, each appearance group, ``partition``."""
+def component_groups(directions: int = DIRECTIONS, quantiles: int = len(QUANTILES)) -> dict[str, list[int]]:
+    """Component positions by group: ``base``, ``directions``, each appearance group, ``partition`` (the sides
+    of ``quantiles`` quantiles of each appearance number)."""
     out = {"base": [0], "directions": list(range(1, 1 + directions))}
     start = 1 + directions
     for group, names in GROUPS:
         out[group] = list(range(start, start + len(names)))
         start += len(names)
-    out["partition"] = list(range(start, start + len(quantiles) * len(NAMES)))
+    out["partition"] = list(range(start, start + quantiles * len(NAMES)))
     return out
 
 
