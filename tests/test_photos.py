@@ -75,6 +75,20 @@ def test_photo_box_holds_the_item_and_the_seed_repeats_it():
     assert a.second_box is not None or a.mask.sum() > 0
 
 
+def test_the_main_item_mask_is_the_main_item_only():
+    style = PhotoStyle(size=(200, 160), second_item=1.0, occlusion=0.0)
+    for seed in range(6):
+        photo = make_photo(shirt(), np.random.default_rng(seed), style, second=shirt())
+        main = photo.main_mask
+        assert main.shape == photo.mask.shape and main.any()
+        assert not (main & ~photo.mask).any()  # part of the all-items mask
+        rows, cols = np.nonzero(main)  # and exactly the main item's box
+        assert (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1) == photo.box
+        if photo.second_box is not None and box_iou(photo.second_box, photo.box) < 0.2:
+            x1, y1, x2, y2 = (round(v) for v in photo.second_box)
+            assert photo.mask[y1:y2, x1:x2].any() and not main[y1:y2, x1:x2].all()
+
+
 def test_photograph_backgrounds_are_real_photographs_and_off_by_default():
     from lookalike.photos.synthesis import TRAINING_STYLE, background, training_photographs
 
@@ -150,15 +164,32 @@ class _FixedMap(Localiser):
         return self.prob
 
 
-def test_probability_map_to_boxes_several_items_best_first():
-    prob = np.zeros((20, 20), np.float32)
-    prob[2:12, 2:10] = 0.9  # a large item top-left
-    prob[14:18, 14:19] = 0.8  # a smaller one bottom-right
-    found = _FixedMap(prob).locate(Image.new("RGB", (320, 320)))
-    assert len(found) == 2 and found[0].score > found[1].score
-    assert box_iou(found[0].box, (32, 32, 160, 192)) > 0.8
-    assert box_iou(found[1].box, (224, 224, 304, 288)) > 0.7
-    assert _FixedMap(np.zeros((20, 20), np.float32)).locate(Image.new("RGB", (320, 320))) == []
+class _MainAndAnyMaps(_FixedMap):
+    """A localiser with a main-item map beside its any-item map."""
+
+    def __init__(self, prob: np.ndarray, main: np.ndarray, **kwargs):
+        super().__init__(prob, **kwargs)
+        self.main = main
+
+    def _maps(self, batch):
+        return self.prob, self.main
+
+
+def test_a_main_item_map_ranks_the_items():
+    anything = np.zeros((20, 20), np.float32)
+    anything[2:14, 2:12] = 0.9  # a large item (a bag behind the shoe, say) ...
+    anything[14:19, 13:19] = 0.9  # ... and the item the photo is of
+    photo = Image.new("RGB", (320, 320))
+    plain = _FixedMap(anything).locate(photo)
+    assert box_iou(plain[0].box, (32, 32, 192, 224)) > 0.8  # without a main map: the largest first
+    main = np.zeros((20, 20), np.float32)
+    main[15:19, 13:19] = 0.7
+    main[5, 5] = 0.2  # a little doubt about the other
+    found = _MainAndAnyMaps(anything, main).locate(photo)
+    assert [d.box for d in found] == [plain[1].box, plain[0].box]  # same boxes, the main item first
+    assert found[0].score > 0.8 > 0.2 > found[1].score > 0  # shares of the main map
+    # no main item anywhere: the any-item order
+    assert [d.box for d in _MainAndAnyMaps(anything, np.zeros_like(main)).locate(photo)] == [d.box for d in plain]
 
 
 def _one_item_map(cells: tuple[int, int, int, int]) -> np.ndarray:
@@ -375,6 +406,14 @@ def test_photos_recipe_trains_two_heads_a_combination_and_a_localiser(ws, capsys
     photo = read_query_photos(make_query_photos(ws2, ws.root / "more-photos", count=1, split="test", seed=9,
                                                 progress=False))[0]
     assert all(0 <= d.score <= 1 for d in localiser.locate(load_image(photo.path)))
+    # it maps any item and the main item; a localiser saved before main-item maps reads its one map
+    assert localiser.meta["outputs"] == ["probability", "main"]
+    batch = localiser._letterbox(load_image(photo.path))[0]
+    anything, main = localiser._maps(batch)
+    assert anything.shape == main.shape and not np.array_equal(anything, main)
+    localiser.meta = {k: v for k, v in localiser.meta.items() if k != "outputs"}
+    older = localiser._maps(batch)
+    assert older[1] is None and np.array_equal(older[0], anything)
     code, out, err = run(capsys, "search", "--image", photo.path, "--model", "photo-model", "-w", ws.root, "--json")
     assert code == 0, err
     assert json.loads(out)["query"]["box_source"] in ("auto", "none")

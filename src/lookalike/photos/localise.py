@@ -30,7 +30,8 @@ from .synthesis import Box
 
 @dataclass(frozen=True)
 class Detection:
-    """A candidate item: its box in the photo's pixels and its share of the photo's activation (0..1)."""
+    """A candidate item: its box in the photo's pixels and its share of the photo's item evidence (0..1; of the
+    main-item map where the localiser has one)."""
 
     box: Box
     score: float
@@ -125,16 +126,34 @@ class Localiser(ABC):
     def _probability(self, batch: np.ndarray) -> np.ndarray:
         """The letterboxed photo's ``(1, 3, S, S)`` batch -> item probability per cell ``(h, w)``."""
 
+    def _maps(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Any-item probability per cell, and the main item's where the localiser tells them apart."""
+        return self._probability(batch), None
+
     def locate(self, img: Image.Image) -> list[Detection]:
-        """Candidate item boxes in ``img``, best first; empty when nothing stands out."""
+        """Candidate item boxes in ``img``, best first; empty when nothing stands out.
+
+        A localiser that also maps the main item (the one the photo is of: larger, in front) ranks the items
+        by their share of that map instead of their share of the any-item map.
+        """
+        batch, scale, left, top = self._letterbox(img)
+        anything, main = self._maps(batch)
+        return self._parts(anything, img, scale, left, top, rank=main)[: self.max_boxes]
+
+    def _parts(self, prob: np.ndarray, img: Image.Image, scale: float, left: int, top: int,
+               rank: np.ndarray | None = None) -> list[Detection]:
+        """Connected parts of ``prob`` above ``threshold`` as boxes in the photo, ranked by their share of
+        ``rank`` (default: of ``prob``), largest first."""
         from scipy import ndimage
 
-        batch, scale, left, top = self._letterbox(img)
-        prob = self._probability(batch)
         size = self.input_size
         upsample = 4  # sub-cell box edges: the map is bilinearly upsampled before thresholding
         fine = prob.shape[0] * upsample
-        prob = np.asarray(Image.fromarray(prob.astype(np.float32), "F").resize((fine, fine), Image.Resampling.BILINEAR))
+
+        def upsampled(amap: np.ndarray) -> np.ndarray:
+            return np.asarray(Image.fromarray(amap.astype(np.float32), "F").resize((fine, fine), Image.Resampling.BILINEAR))
+
+        prob = upsampled(prob)
         cell = size / fine
         centres = (np.arange(fine) + 0.5) * cell
         inside_x = (centres >= left) & (centres < left + img.width * scale)
@@ -144,8 +163,10 @@ class Localiser(ABC):
         labels, count = ndimage.label(mask)
         if count == 0:
             return []
-        total = float(prob[mask].sum()) or 1.0
-        detections = []
+        weight = prob if rank is None else upsampled(rank) * valid
+        total = float(weight[mask].sum()) if rank is None else float(weight.sum())
+        total = total or 1.0
+        detections, masses = [], []
         for part, slices in enumerate(ndimage.find_objects(labels), 1):
             region = labels == part
             if region.sum() / max(1, valid.sum()) < self.min_area:
@@ -155,9 +176,10 @@ class Localiser(ABC):
             y1, y2 = (rows.start * cell - top) / scale, (rows.stop * cell - top) / scale
             box = (max(0.0, x1), max(0.0, y1), min(float(img.width), x2), min(float(img.height), y2))
             if box[2] - box[0] >= 2 and box[3] - box[1] >= 2:
-                detections.append(Detection(box, float(prob[region].sum()) / total))
-        detections.sort(key=lambda d: -d.score)
-        return detections[: self.max_boxes]
+                detections.append(Detection(box, float(weight[region].sum()) / total))
+                masses.append(float(prob[region].sum()))
+        order = sorted(range(len(detections)), key=lambda n: (-detections[n].score, -masses[n]))
+        return [detections[n] for n in order]
 
     def choose(self, img: Image.Image) -> tuple[Box | None, str, list[Detection]]:
         """The box to search (the best item's box widened by ``margin``), its source, and every candidate.
@@ -279,7 +301,7 @@ class ObjectnessHead:
     """Torch module factory (kept out of import time): maps at stride 16 and 32 -> item logit per stride-16 cell."""
 
     @staticmethod
-    def build(mid_channels: int, head_channels: int, width: int = 48):
+    def build(mid_channels: int, head_channels: int, width: int = 48, outputs: int = 1):
         import torch
         from torch import nn
 
@@ -289,18 +311,21 @@ class ObjectnessHead:
                 self.reduce_mid = nn.Conv2d(mid_channels, width, 1)
                 self.reduce_head = nn.Conv2d(head_channels, width, 1)
                 self.mix = nn.Sequential(nn.ReLU(), nn.Conv2d(2 * width, width, 3, padding=1), nn.ReLU(),
-                                         nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, 1, 1))
+                                         nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, outputs, 1))
 
             def forward(self, mid: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
                 up = nn.functional.interpolate(self.reduce_head(head), size=mid.shape[-2:], mode="nearest")
-                return self.mix(torch.cat([self.reduce_mid(mid), up], 1))[:, 0]
+                out = self.mix(torch.cat([self.reduce_mid(mid), up], 1))
+                return out[:, 0] if outputs == 1 else out
 
         return Head()
 
 
 class TrainedLocaliser(Localiser):
     """An objectness head on EfficientNet-Lite0's maps, trained on synthetic photos of catalogue items
-    (``train_localiser``); saved as one ONNX graph photo -> item probability per stride-16 cell."""
+    (``train_localiser``); saved as one ONNX graph photo -> per stride-16 cell, the probability of any item
+    (``probability``) and of the main item (``main``: the item the photo is of; localisers trained before it
+    have only ``probability``)."""
 
     FILE, META = "localiser.onnx", "localiser.json"
 
@@ -314,13 +339,23 @@ class TrainedLocaliser(Localiser):
     def _probability(self, batch: np.ndarray) -> np.ndarray:
         return self._session_for(self.directory / self.FILE).run(["probability"], {"images": batch})[0][0]
 
+    def _maps(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if "main" not in self.meta.get("outputs", []):  # localisers trained before main-item maps
+            return self._probability(batch), None
+        anything, main = self._session_for(self.directory / self.FILE).run(["probability", "main"], {"images": batch})
+        return anything[0], main[0]
+
 
 def train_localiser(workspace, train_ids: list[str], val_ids: list[str], directory: str | Path, *,
                     photos: int = 2000, val_photos: int = 300, epochs: int = 12, seed: int = 0,
                     variant: str = "efficientnet-lite0", input_size: int = 320, device: str = "cpu",
                     log=print) -> dict:
     """Train an objectness localiser on synthetic photos of ``train_ids`` (checked on photos of ``val_ids``)
-    and save it in ``directory``. Returns its metadata, including the validation IoU of the best epoch."""
+    and save it in ``directory``. Returns its metadata, including the validation IoU of the best epoch.
+
+    Two maps are learned at once: any item's cells, and the main item's (the photo's own item, larger and in
+    front of a second one). Boxes come from the first; the second ranks them.
+    """
     import time
 
     import torch
@@ -349,19 +384,21 @@ def train_localiser(workspace, train_ids: list[str], val_ids: list[str], directo
             with torch.no_grad():
                 mid, head = maps_module(torch.from_numpy(batch))
             cells = mid.shape[-1]
-            canvas = Image.new("L", (input_size, input_size), 0)
             w, h = round(photo.image.width * scale), round(photo.image.height * scale)
-            canvas.paste(Image.fromarray(photo.mask.astype(np.uint8) * 255, "L").resize((w, h), Image.Resampling.BILINEAR),
-                         (left, top))
-            target = np.asarray(canvas.resize((cells, cells), Image.Resampling.BOX), np.float32) / 255.0
-            mids.append(mid[0].half()), heads.append(head[0].half()), targets.append(torch.from_numpy(target))
+            target = []
+            for mask in (photo.mask, photo.mask if photo.main_mask is None else photo.main_mask):  # any item, main
+                canvas = Image.new("L", (input_size, input_size), 0)
+                canvas.paste(Image.fromarray(mask.astype(np.uint8) * 255, "L").resize((w, h), Image.Resampling.BILINEAR),
+                             (left, top))
+                target.append(np.asarray(canvas.resize((cells, cells), Image.Resampling.BOX), np.float32) / 255.0)
+            mids.append(mid[0].half()), heads.append(head[0].half()), targets.append(torch.from_numpy(np.stack(target)))
             boxes.append((photo, scale, left, top))
         return torch.stack(mids), torch.stack(heads), torch.stack(targets), boxes
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     x_mid, x_head, y, _ = make_set(train_ids, photos, "localiser photos")
     v_mid, v_head, v_y, v_photos = make_set(val_ids, val_photos, "localiser validation photos")
-    head = ObjectnessHead.build(x_mid.shape[1], x_head.shape[1]).to(device)
+    head = ObjectnessHead.build(x_mid.shape[1], x_head.shape[1], outputs=2).to(device)
     optimiser = torch.optim.AdamW(head.parameters(), lr=2e-3, weight_decay=1e-4)
     steps = epochs * ((len(y) + 63) // 64)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=steps, pct_start=0.1)
@@ -383,7 +420,8 @@ def train_localiser(workspace, train_ids: list[str], val_ids: list[str], directo
         head.eval()
         with torch.no_grad():
             prob = torch.sigmoid(head(v_mid.float().to(device), v_head.float().to(device))).cpu().numpy()
-        ious = [_iou_of_map(p, photo, scale, left, top, input_size) for p, (photo, scale, left, top) in zip(prob, v_photos)]
+        ious = [_iou_of_map(p[0], p[1], photo, scale, left, top, input_size)
+                for p, (photo, scale, left, top) in zip(prob, v_photos)]
         iou = float(np.mean(ious))
         history.append({"epoch": epoch, "loss": total / len(y), "val_mean_iou": iou,
                         "seconds": time.perf_counter() - t0})
@@ -400,10 +438,13 @@ def train_localiser(workspace, train_ids: list[str], val_ids: list[str], directo
 
         def forward(self, images):
             mid, top = self.maps(images)
-            return torch.sigmoid(self.head(mid, top))
+            prob = torch.sigmoid(self.head(mid, top))
+            return prob[:, 0], prob[:, 1]
 
-    _export(Whole(), directory / TrainedLocaliser.FILE, input_size, ["probability"])
-    meta = {"variant": variant, "input_size": input_size, "train_photos": photos, "val_photos": val_photos,
+    outputs = ["probability", "main"]
+    _export(Whole(), directory / TrainedLocaliser.FILE, input_size, outputs)
+    meta = {"variant": variant, "input_size": input_size, "outputs": outputs, "train_photos": photos,
+            "val_photos": val_photos,
             "train_items": len(train_ids), "val_items": len(val_ids), "epochs": epochs, "seed": seed,
             "best_val_mean_iou": best, "history": history, "weights_sha256": extractor.weights_checksum(),
             "seconds": time.perf_counter() - started}
@@ -411,8 +452,9 @@ def train_localiser(workspace, train_ids: list[str], val_ids: list[str], directo
     return meta
 
 
-def _iou_of_map(prob: np.ndarray, photo, scale: float, left: int, top: int, input_size: int) -> float:
-    """IoU of the best box found in a probability map with the photo's main-item box (validation)."""
+def _iou_of_map(prob: np.ndarray, main: np.ndarray | None, photo, scale: float, left: int, top: int,
+                input_size: int) -> float:
+    """IoU of the best box found in the probability maps with the photo's main-item box (validation)."""
 
     class _Fixed(Localiser):
         def _letterbox(self, img):
@@ -420,6 +462,9 @@ def _iou_of_map(prob: np.ndarray, photo, scale: float, left: int, top: int, inpu
 
         def _probability(self, batch):
             return prob
+
+        def _maps(self, batch):
+            return prob, main
 
     found = _Fixed(input_size=input_size).locate(photo.image)
     return box_iou(found[0].box, photo.box) if found else 0.0

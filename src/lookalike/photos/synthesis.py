@@ -67,6 +67,7 @@ class Photo:
     box: Box
     second_box: Box | None = None
     mask: np.ndarray | None = None  # (height, width) bool: pixels of the main and the second item
+    main_mask: np.ndarray | None = None  # (height, width) bool: pixels of the main item only
 
 
 def item_mask(img: Image.Image, threshold: float = 28.0) -> np.ndarray:
@@ -185,9 +186,9 @@ def _tinted(item: Image.Image, mask: np.ndarray, rng: np.random.Generator, style
 
 
 def _place(canvas: Image.Image, item: Image.Image, mask: np.ndarray, side: float, centre: tuple[float, float],
-           rng: np.random.Generator, style: PhotoStyle, where: Image.Image | None = None) -> Box | None:
-    """Paste the transformed item with its mask (also into ``where``, a mask of the canvas' items); return its
-    box in the canvas (None if it fell outside)."""
+           rng: np.random.Generator, style: PhotoStyle, where: tuple[Image.Image, ...] = ()) -> Box | None:
+    """Paste the transformed item with its mask (also into each of ``where``, masks of the canvas' items);
+    return its box in the canvas (None if it fell outside)."""
     scale = side / max(item.size)
     w, h = max(2, round(item.width * scale)), max(2, round(item.height * scale))
     rgb = item.resize((w, h), Image.Resampling.BICUBIC)
@@ -201,8 +202,8 @@ def _place(canvas: Image.Image, item: Image.Image, mask: np.ndarray, side: float
     alpha = alpha.rotate(angle, Image.Resampling.BILINEAR, expand=True)
     x, y = round(centre[0] - rgb.width / 2), round(centre[1] - rgb.height / 2)
     canvas.paste(rgb, (x, y), alpha)
-    if where is not None:
-        where.paste(255, (x, y), alpha)
+    for target in where:
+        target.paste(255, (x, y), alpha)
     ys, xs = np.nonzero(np.asarray(alpha) > 127)
     if len(xs) == 0:
         return None
@@ -229,14 +230,14 @@ def make_photo(item: Image.Image, rng: np.random.Generator, style: PhotoStyle = 
     margin = side / 2
     centre = (rng.uniform(margin, max(margin + 1, width - margin)), rng.uniform(margin, max(margin + 1, height - margin)))
     second_box = None
-    where = Image.new("L", style.size, 0)
+    where, main_where = Image.new("L", style.size, 0), Image.new("L", style.size, 0)
     if second is not None and rng.random() < style.second_item:  # behind the main item, off to one side
         s_side = side * rng.uniform(0.4, 0.75)
         s_centre = (rng.uniform(0, width), rng.uniform(0, height))
         second_box = _place(canvas, _tinted(second, item_mask(second), rng, style), item_mask(second), s_side,
-                            s_centre, rng, style, where)
+                            s_centre, rng, style, (where,))
     mask = item_mask(item)
-    box = _place(canvas, _tinted(item, mask, rng, style), mask, side, centre, rng, style, where)
+    box = _place(canvas, _tinted(item, mask, rng, style), mask, side, centre, rng, style, (where, main_where))
     if box is None:  # cannot happen with the centre inside the canvas, but never return a wrong box
         box = (0.0, 0.0, float(width), float(height))
     if rng.random() < style.occlusion:  # a hand, a strap, another object over part of the item
@@ -260,7 +261,8 @@ def make_photo(item: Image.Image, rng: np.random.Generator, style: PhotoStyle = 
     buffer = io.BytesIO()
     photo.save(buffer, "JPEG", quality=int(rng.integers(*style.jpeg_quality)))
     buffer.seek(0)
-    return Photo(Image.open(buffer).convert("RGB"), box, second_box, np.asarray(where) > 127)
+    return Photo(Image.open(buffer).convert("RGB"), box, second_box, np.asarray(where) > 127,
+                 np.asarray(main_where) > 127)
 
 
 def jitter_box(box: Box, size: tuple[int, int], rng: np.random.Generator, amount: float = 0.12) -> Box:
