@@ -20,7 +20,7 @@ from lookalike.extractors.appearance import DIM, NAMES, describe
 from lookalike.features import extract_features
 from lookalike.metrics import Metric
 from lookalike.search import SearchEngine
-from lookalike.taste.fit import PENALTIES, VoteSet, fit_weights, learn_taste
+from lookalike.taste.fit import PENALTIES, VoteSet, fit_weights, learn_taste, more_often_right
 from lookalike.taste.learn import learn, session_hash
 from lookalike.taste.players import approval, make_player, play, unseen_queries
 from lookalike.taste.space import PairSpace
@@ -88,6 +88,22 @@ def test_a_taste_likelier_but_not_more_often_right_keeps_the_base():
     taste = learn_taste(votes)
     assert taste.scores["heldout_loss[base]"] - min(taste.scores[f"heldout_loss[{p}]"] for p in PENALTIES) > 0.005
     assert taste.is_base
+
+
+def test_more_often_right_means_beyond_the_noise_of_the_votes_the_two_disagree_on():
+    base = np.zeros(100)
+    def taste(wins, losses):  # right where the base is wrong on `wins` votes, wrong where it is right on `losses`
+        base[:] = 0
+        base[50 : 50 + losses] = 1
+        out = np.zeros(100)
+        out[:wins] = 1
+        return out, base.copy()
+
+    assert more_often_right(*taste(12, 2))  # 10 > sqrt(14)
+    assert not more_often_right(*taste(6, 4))  # 2 more right of 10 disagreements: chance
+    assert not more_often_right(*taste(1, 0))  # one vote: 1 is not above sqrt(1)
+    assert more_often_right(*taste(2, 0))  # 2 > sqrt(2)
+    assert not more_often_right(*taste(0, 0)) and not more_often_right(*taste(3, 5))
 
 
 def test_duels_are_preferences():

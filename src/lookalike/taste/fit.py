@@ -11,7 +11,8 @@ An L1 penalty on every weight but the base's keeps the taste at the base where t
 Its strength is chosen by cross-validation over *query items* (no query is in both the fitted and the
 held-out votes), against the base alone (only ``u_0`` and ``a`` fitted): a taste is kept only when it
 predicts held-out votes better than the base by more than the noise (one standard error of the
-per-vote difference) and gets more of them right. Otherwise the learned model *is* the base, and says so.
+per-vote difference) and gets more of them right, also by more than the noise (``more_often_right``).
+Otherwise the learned model *is* the base, and says so.
 """
 
 from __future__ import annotations
@@ -140,7 +141,8 @@ def learn_taste(votes: VoteSet, *, folds: int = 5, seed: int = 0,
 
     The reference is the better of the base alone and no distance at all (the dope rate): a taste must
     predict held-out votes better than that by more than one standard error, with a weaker penalty chosen
-    only when it also beats the stronger ones, and must get more held-out votes right than the base.
+    only when it also beats the stronger ones, and must get more held-out votes right than the base by more
+    than the noise (``more_often_right``).
     Otherwise the result is the base (``weights = [1, 0, ...]``).
     ``scores`` holds each candidate's held-out loss per vote and the held-out accuracy of the choice and of
     the base.
@@ -166,7 +168,7 @@ def learn_taste(votes: VoteSet, *, folds: int = 5, seed: int = 0,
         standard_error = gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else np.inf
         if gain.mean() > standard_error and (best is None or losses[c].mean() < losses[best].mean()):
             best = c
-    if best is not None and correct[best].mean() <= correct[None].mean():
+    if best is not None and not more_often_right(correct[best], correct[None]):
         best = None  # likelier but not more often right: chance, or a taste the base already has
     chosen = fit_weights(votes, best) if best is not None else None
     if chosen is None or chosen.weights[1:].sum() <= 1e-9:  # nothing beyond the base: rank as the base does
@@ -176,6 +178,17 @@ def learn_taste(votes: VoteSet, *, folds: int = 5, seed: int = 0,
     chosen.scores["heldout_accuracy"] = float(correct[best].mean())
     chosen.scores["heldout_accuracy[base]"] = float(correct[None].mean())
     return chosen
+
+
+def more_often_right(taste_correct: np.ndarray, base_correct: np.ndarray) -> bool:
+    """Whether a taste gets more held-out votes right than the base by more than the noise.
+
+    Only the votes on which the two disagree count (McNemar): of ``n`` such votes, the taste must win
+    ``b`` with ``b - (n - b) > sqrt(n)``, one standard error of that difference were the two equally good.
+    """
+    wins = int(np.sum((taste_correct > 0) & (base_correct == 0)))
+    losses = int(np.sum((taste_correct == 0) & (base_correct > 0)))
+    return wins - losses > np.sqrt(wins + losses)
 
 
 class VoteEvaluator(Evaluator):
