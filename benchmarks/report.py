@@ -62,7 +62,7 @@ def scale_tables() -> None:
                   f"{up['remove_s']} s ({', '.join(up['remove_sync'].values())}).")
     q = load("bench_int8.json")
     if q:
-        print(f"\n#### int8 ([bench_int8.json](bench_int8.json))\n")
+        print("\n#### int8 ([bench_int8.json](bench_int8.json))\n")
         print(f"{q['model']} on {q['images']} catalogue images, {q['cpus']} cores: float32 "
               f"{q['images_per_s']['float32']} images/s, int8 {q['images_per_s']['int8']} images/s: "
               f"**{q['speedup']}x**; cosine similarity of the two models' vectors {q['cosine_mean']} on average "

@@ -73,7 +73,7 @@ def markdown(report: EvalReport, *, command: str = "") -> str:
                   f"{iou['found']:.1%}.", ""]
     lines += ["## Top-1 same-category accuracy", "",
               "| model | " + " | ".join(metrics) + " |", "|---|" + "---:|" * len(metrics),
-              f"| random pairs | " + " | ".join(f"{report.baseline_top1:.1%}" for _ in metrics) + " |"]
+              "| random pairs | " + " | ".join(f"{report.baseline_top1:.1%}" for _ in metrics) + " |"]
     for model in models:
         best = max(rows[(model, m)].top1 for m in metrics if (model, m) in rows)
         cells = []
