@@ -151,7 +151,8 @@ class Localiser(ABC):
         fine = prob.shape[0] * upsample
 
         def upsampled(amap: np.ndarray) -> np.ndarray:
-            return np.asarray(Image.fromarray(amap.astype(np.float32), "F").resize((fine, fine), Image.Resampling.BILINEAR))
+            amap = Image.fromarray(amap.astype(np.float32), "F")
+            return np.asarray(amap.resize((fine, fine), Image.Resampling.BILINEAR))
 
         prob = upsampled(prob)
         cell = size / fine
@@ -388,8 +389,8 @@ def train_localiser(workspace, train_ids: list[str], val_ids: list[str], directo
             target = []
             for mask in (photo.mask, photo.mask if photo.main_mask is None else photo.main_mask):  # any item, main
                 canvas = Image.new("L", (input_size, input_size), 0)
-                canvas.paste(Image.fromarray(mask.astype(np.uint8) * 255, "L").resize((w, h), Image.Resampling.BILINEAR),
-                             (left, top))
+                item = Image.fromarray(mask.astype(np.uint8) * 255, "L")
+                canvas.paste(item.resize((w, h), Image.Resampling.BILINEAR), (left, top))
                 target.append(np.asarray(canvas.resize((cells, cells), Image.Resampling.BOX), np.float32) / 255.0)
             mids.append(mid[0].half()), heads.append(head[0].half()), targets.append(torch.from_numpy(np.stack(target)))
             boxes.append((photo, scale, left, top))

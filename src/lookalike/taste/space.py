@@ -80,8 +80,8 @@ class PairSpace:
         dirs[:k] = vt[:k]
         space = cls(metric, 1.0, dirs, np.ones(directions), appearance_sample.mean(0).astype(np.float64),
                     np.maximum(appearance_sample.std(0), 1e-6).astype(np.float64))
-        standard = (np.asarray(appearance_sample, np.float64) - space.appearance_mean) / space.appearance_std
-        space.thresholds = np.quantile(standard, QUANTILES, axis=0).reshape(len(QUANTILES), -1)
+        space.thresholds = np.quantile(space._standard(appearance_sample), QUANTILES, axis=0)
+        space.thresholds = space.thresholds.reshape(len(QUANTILES), -1)
         rng = np.random.default_rng(seed)
         a, b = rng.integers(0, len(base), (2, min(len(base), 4000)))
         raw = space._raw(base[a], base[b])
@@ -102,9 +102,12 @@ class PairSpace:
         along = (np.asarray(base_q, np.float64) - base_m) @ self.directions.T
         return np.concatenate([d0[:, None], self._diff(along)], axis=1)
 
-    def _sides(self, appearance: np.ndarray) -> np.ndarray:
-        """``(n, Q * A)``: 1 where an item's appearance number lies above a threshold, else 0."""
-        standard = (np.asarray(appearance, np.float64) - self.appearance_mean) / self.appearance_std
+    def _standard(self, appearance: np.ndarray) -> np.ndarray:
+        """Appearance numbers standardised on the catalogue."""
+        return (np.asarray(appearance, np.float64) - self.appearance_mean) / self.appearance_std
+
+    def _sides(self, standard: np.ndarray) -> np.ndarray:
+        """``(n, Q * A)``: 1 where an item's standardised appearance number lies above a threshold, else 0."""
         return (standard[:, None, :] > self.thresholds[None]).reshape(len(standard), -1).astype(np.float64)
 
     def components(self, base_q: np.ndarray, base_m: np.ndarray, app_q: np.ndarray, app_m: np.ndarray) -> np.ndarray:
@@ -113,7 +116,8 @@ class PairSpace:
         raw[:, 0] /= self.base_scale
         raw[:, 1:] /= self.direction_scales
         app = self._diff((np.asarray(app_q, np.float64) - app_m) / self.appearance_std)
-        return np.concatenate([raw, app, np.abs(self._sides(app_q) - self._sides(app_m))], axis=1)
+        apart = np.abs(self._sides(self._standard(app_q)) - self._sides(self._standard(app_m)))
+        return np.concatenate([raw, app, apart], axis=1)
 
     def embed(self, base: np.ndarray, appearance: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Vectors whose ``learned_metric`` distance is ``sum_i weights_i * components_i``."""
@@ -127,8 +131,9 @@ class PairSpace:
             head = base * scale(w[0] / self.base_scale)
         along = (base.astype(np.float64) @ self.directions.T) * scale(w[1 : 1 + k] / self.direction_scales)
         a = len(self.appearance_mean)
-        app = (np.asarray(appearance, np.float64) - self.appearance_mean) / self.appearance_std * scale(w[1 + k : 1 + k + a])
-        sides = self._sides(appearance) * scale(w[1 + k + a :])  # 0/1 apart: |difference| = its square
+        standard = self._standard(appearance)
+        app = standard * scale(w[1 + k : 1 + k + a])
+        sides = self._sides(standard) * scale(w[1 + k + a :])  # 0/1 apart: |difference| = its square
         return np.ascontiguousarray(np.concatenate([head, along, app, sides], axis=1), np.float32)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
