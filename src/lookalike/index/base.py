@@ -111,7 +111,9 @@ class VectorIndex(ABC):
     def _add(self, vectors: np.ndarray) -> None: ...
 
     @abstractmethod
-    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """New ``(n, k)`` float32 distances and int64 positions (-1 where none was found); ``search`` writes
+        into them."""
 
     @abstractmethod
     def _save(self, directory: Path) -> None: ...
@@ -179,10 +181,8 @@ class VectorIndex(ABC):
             raise ConfigError(f"k must be at least 1, got {k}")
         queries = as_matrix(queries, self.dim, what="query vectors")
         n_found = min(k, self.nlive)
-        distances = np.full((len(queries), k), np.inf, np.float32)
-        positions = np.full((len(queries), k), -1, np.int64)
         if not (n_found and len(queries)):
-            return distances, positions
+            return np.full((len(queries), k), np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
         if self.filters_removed or not len(self._removed):
             d, i = self._search(queries, n_found)
         else:  # ask for more, then drop the removed ones
@@ -192,10 +192,13 @@ class VectorIndex(ABC):
             d, i = np.take_along_axis(d, order, 1), np.take_along_axis(i, order, 1)
             d[~np.take_along_axis(keep, order, 1)] = np.inf
             i[~np.take_along_axis(keep, order, 1)] = -1
-        distances[:, :n_found], positions[:, :n_found] = d, i
-        missing = positions < 0  # approximate indexes may find fewer than asked
-        distances[missing] = np.inf
-        return distances, positions
+        if n_found < k:  # fewer live vectors than asked: pad
+            d = np.concatenate([d, np.full((len(queries), k - n_found), np.inf, np.float32)], 1)
+            i = np.concatenate([i, np.full((len(queries), k - n_found), -1, np.int64)], 1)
+        missing = i < 0  # approximate indexes may find fewer than asked
+        if missing.any():
+            d[missing] = np.inf
+        return d, i
 
     def save(self, directory: Path) -> None:
         """Write the index (and its removed positions) into ``directory``."""

@@ -26,8 +26,9 @@ def faiss_threads(n_queries: int) -> int:
     Measured on a 2-core machine (docs/benchmarks.md): OpenMP start-up and contention make
     multi-threaded single queries several times slower, while large batches gain from all cores.
     """
-    if os.environ.get("LOOKALIKE_FAISS_THREADS"):
-        return max(1, int(os.environ["LOOKALIKE_FAISS_THREADS"]))
+    chosen = os.environ.get("LOOKALIKE_FAISS_THREADS")
+    if chosen:
+        return max(1, int(chosen))
     return 1 if n_queries < 32 else (os.cpu_count() or 1)
 
 
@@ -88,10 +89,10 @@ class _FaissIndex(VectorIndex):
         self._faiss.omp_set_num_threads(faiss_threads(len(queries)))
         params = self._search_parameters() if self._selector is not None else None
         d, i = self._index.search(self._codes(queries), k, params=params)
-        d = d.astype(np.float32)
+        d = d.astype(np.float32, copy=False)  # Hamming: int32 counts
         if self.metric is Metric.L2:
-            d = np.sqrt(np.maximum(d, 0.0))
-        return d, i.astype(np.int64)
+            np.sqrt(np.maximum(d, 0.0, out=d), out=d)
+        return d, i.astype(np.int64, copy=False)
 
     def _save(self, directory: Path) -> None:
         tmp = directory / "index.faiss.tmp"
