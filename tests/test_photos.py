@@ -18,6 +18,7 @@ from lookalike.images import crop_to_box, load_image
 from lookalike.photos import (ActivationLocaliser, PhotoStyle, QueryPhoto, box_iou, item_mask, make_photo,
                               make_query_photos, read_query_photos, write_query_photos)
 from lookalike.photos.localise import Detection, Localiser, pad_box
+from lookalike.training.recipes import WEIGHT_CANDIDATES
 from lookalike.workspace import Workspace
 
 
@@ -390,6 +391,16 @@ def test_photos_recipe_trains_two_heads_a_combination_and_a_localiser(ws, capsys
         assert config["photo_views"] == 1 and config["epochs"] == 2 and len(saved["history"]) == 2
     combined = json.loads((ws.root / "models" / "photo-model" / "model.json").read_text())
     assert combined["config"]["models"] == ["photo-model-lite0", "photo-model-pixels"]
+    # the parts' weights were chosen on validation data: the best-scoring candidate, first on ties
+    selection = combined["weights_selection"]
+    rows = selection["candidates"]
+    assert [r["weights"] for r in rows] == [list(w) for w in WEIGHT_CANDIDATES] and selection["photos"] == 10
+    for r in rows:
+        assert 0 <= r["clean_top1"] <= 1 and 0 <= r["photo_top1"] <= 1
+        assert r["score"] == pytest.approx((r["clean_top1"] + (r["photo_top1"] + r["photo_item_recall@10"]) / 2) / 2)
+    best = max(r["score"] for r in rows)
+    assert combined["config"]["weights"] == next(r["weights"] for r in rows if r["score"] == best)
+    assert "parts' weights 1:4: clean validation top-1" in out and "chosen on validation data" in out
     assert (ws.root / "localiser" / "localiser.onnx").is_file()
     # the model is ready to search, and an extractor like any other: store path == image path
     ws2 = Workspace(ws.root)

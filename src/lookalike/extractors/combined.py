@@ -101,17 +101,24 @@ class CombinedExtractor(PartsExtractor):
         """The parts' vectors (same rows, one array per part) -> this model's vectors."""
         if len(vectors) != len(self.parts):
             raise ValueError(f"{self.name} has {len(self.parts)} parts, got {len(vectors)} arrays")
-        out = []
-        for v, w in zip(vectors, self.part_weights):
-            v = np.asarray(v, np.float32)
-            norm = np.linalg.norm(v, axis=1, keepdims=True)
-            out.append(v * (math.sqrt(w) / np.maximum(norm, 1e-12)))
-        return np.ascontiguousarray(np.concatenate(out, axis=1), np.float32)
+        return weighted_join(vectors, self.part_weights)
+
+
+def weighted_join(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
+    """Rows of several parts -> one vector each: every part L2-normalised and scaled by the square root of
+    its weight, then concatenated (so a part's weight is its share of the squared L2 distance)."""
+    out = []
+    for v, w in zip(vectors, weights):
+        v = np.asarray(v, np.float32)
+        norm = np.linalg.norm(v, axis=1, keepdims=True)
+        out.append(v * (math.sqrt(w) / np.maximum(norm, 1e-12)))
+    return np.ascontiguousarray(np.concatenate(out, axis=1), np.float32)
 
 
 def save_combined(models_dir: Path, name: str, models: list[str], weights: list[float] | None = None,
-                  *, overwrite: bool = False) -> CombinedExtractor:
-    """Check and save a combined model in ``models_dir/name``; returns it."""
+                  *, overwrite: bool = False, selection: dict | None = None) -> CombinedExtractor:
+    """Check and save a combined model in ``models_dir/name``; returns it (``selection``: how the weights were
+    chosen, kept in model.json)."""
     weights = [1.0] * len(models) if weights is None else [float(w) for w in weights]
     if len(models) < 2:
         raise ConfigError("--models: give at least two models to combine, e.g. --models pixels-cnn,lite0-head")
@@ -124,6 +131,8 @@ def save_combined(models_dir: Path, name: str, models: list[str], weights: list[
     directory = check_new_model(models_dir, name, models, overwrite=overwrite)
     directory.mkdir(parents=True, exist_ok=True)
     saved = {"kind": KIND, "config": {"name": name, "models": list(models), "weights": weights}}
+    if selection is not None:
+        saved["weights_selection"] = selection
     tmp = directory / "model.json.tmp"
     tmp.write_text(json.dumps(saved, indent=2))
     tmp.replace(directory / "model.json")

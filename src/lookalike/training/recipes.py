@@ -8,8 +8,9 @@ chosen on photos of validation items only:
 - ``NAME-lite0``: a 1,024-unit L2-normalised layer on EfficientNet-Lite0's R-MAC vectors (ImageNet);
 - ``NAME-pixels``: a small CNN + 4,096-unit layer on the 32x32 pixels (mirror-averaged).
 
-``NAME`` joins them (``lookalike combine``, weights 1:1). With ``backbone`` given, one head on it is
-trained instead. The same run trains the workspace's item localiser (``WS/localiser``) on photos of
+``NAME`` joins them (``lookalike combine``), with the parts' weights chosen on validation data: clean
+validation items and the validation photos (``choose_part_weights``). With ``backbone`` given, one head on
+it is trained instead. The same run trains the workspace's item localiser (``WS/localiser``) on photos of
 training items, unless one is there already.
 """
 
@@ -89,7 +90,7 @@ def train_recipe(workspace: Workspace, recipe: str, name: str, *, backbone: str 
             summary = extract_features(workspace.catalogue, workspace.create_extractor(config.backbone), store)
             for line in summary.lines():
                 log(line)
-    train_ids, val_ids, _categories, _labels = training_split(workspace, parts[0])
+    train_ids, val_ids, _categories, labels = training_split(workspace, parts[0])
     localiser_meta = None
     directory = workspace.root / "localiser"
     if localiser and (overwrite or not (directory / TrainedLocaliser.META).is_file()):
@@ -106,9 +107,71 @@ def train_recipe(workspace: Workspace, recipe: str, name: str, *, backbone: str 
         extract_features(workspace.catalogue, workspace.create_extractor(config.name), workspace.feature_store(config.name),
                          overwrite=overwrite, backbone_store=workspace.feature_store(config.backbone), progress=False)
     if len(parts) > 1:
-        model = save_combined(workspace.models_dir, name, [c.name for c in parts], None, overwrite=True)
+        weights, selection = choose_part_weights(workspace, parts, train_ids, val_ids, labels, log=log)
+        model = save_combined(workspace.models_dir, name, [c.name for c in parts], weights, overwrite=True,
+                              selection=selection)
         extract_features(workspace.catalogue, model, workspace.feature_store(name), overwrite=True,
                          part_stores=[workspace.feature_store(c.name) for c in parts], progress=False)
         log(f"{name}: {model.config.architecture} ({model.dim}-d), catalogue vectors extracted")
     log(f"{name}: recipe {recipe!r} finished in {(time.perf_counter() - started) / 60:.1f} min")
     return results, localiser_meta
+
+
+#: the parts' weights (shares of the squared L2 distance) a recipe's combined model may take; the first wins ties
+WEIGHT_CANDIDATES: tuple[tuple[float, float], ...] = ((1.0, 1.0), (1.0, 2.0), (2.0, 1.0), (1.0, 4.0), (4.0, 1.0))
+
+
+def choose_part_weights(workspace: Workspace, parts: list[TrainConfig], train_ids: list[str], val_ids: list[str],
+                        labels: dict[str, str], *, candidates=WEIGHT_CANDIDATES,
+                        log: Callable[[str], None] = print) -> tuple[list[float], dict | None]:
+    """The weights that join two trained parts best on validation data only, and the scores that chose them.
+
+    Each candidate is scored under L2 by the mean of two numbers: top-1 same category of every clean validation
+    item among 10,000 training items, and the validation photos' score (the mean of their top-1 and their
+    exact-item Recall@10; the photos each part was chosen on). A catalogue where one part is much the better
+    (say real product photos, where the ImageNet part is) gets its own weights. Parts that cannot be scored
+    that way (fine-tuned, or trained without photos, or with different seeds) keep 1:1.
+    """
+    from ..evaluation import RetrievalEvaluator
+    from ..extractors.combined import weighted_join
+    from .trainer import validation_photo_items, validation_photo_vectors
+
+    extractors = [workspace.create_extractor(c.name) for c in parts]
+    if (len(parts) != 2 or not all(e.embeds_backbone_features for e in extractors)
+            or not all(c.photo_views for c in parts) or len({(c.seed, c.val_photos) for c in parts}) != 1):
+        log("parts' weights: 1:1 (they cannot be compared on the same validation photos)")
+        return [1.0] * len(parts), None
+    photo_items, gallery_ids = validation_photo_items(parts[0], train_ids, val_ids)
+    val_set = set(val_ids)
+    clean_gallery = [i for i in gallery_ids if i not in val_set]
+    photos, gallery, clean_queries, clean_gallery_vectors = [], [], [], []
+    for config, extractor in zip(parts, extractors):
+        backbone = workspace.create_extractor(config.backbone)
+        photo_backbone = validation_photo_vectors(workspace, backbone, config, photo_items,
+                                                  workspace.models_dir / config.name, log)
+        photos.append(extractor.embed_backbone_features(photo_backbone))
+        store = workspace.feature_store(config.name)
+        gallery.append(store.vectors_for(gallery_ids))
+        clean_queries.append(store.vectors_for(list(val_ids)))
+        clean_gallery_vectors.append(store.vectors_for(clean_gallery))
+    rows = []
+    for weights in candidates:
+        w = list(weights)
+        on_photos = RetrievalEvaluator(weighted_join(photos, w), [labels[i] for i in photo_items],
+                                       weighted_join(gallery, w), gallery_ids, [labels[i] for i in gallery_ids],
+                                       photo_items, name="validation photos")()
+        clean = RetrievalEvaluator(weighted_join(clean_queries, w), [labels[i] for i in val_ids],
+                                   weighted_join(clean_gallery_vectors, w), clean_gallery,
+                                   [labels[i] for i in clean_gallery], name="validation items")()
+        score = (clean["top1"] + on_photos["score"]) / 2
+        rows.append({"weights": list(weights), "clean_top1": clean["top1"], "photo_top1": on_photos["top1"],
+                     "photo_item_recall@10": on_photos.get("item_recall@10"), "score": score})
+        log(f"parts' weights {weights[0]:g}:{weights[1]:g}: clean validation top-1 {clean['top1']:.2%}, "
+            f"validation photos top-1 {on_photos['top1']:.2%}, item R@10 {on_photos.get('item_recall@10', 0):.2%}"
+            f" -> score {score:.2%}")
+    best = max(range(len(rows)), key=lambda n: (rows[n]["score"], -n))
+    chosen = rows[best]["weights"]
+    log(f"parts' weights: {chosen[0]:g}:{chosen[1]:g} ({', '.join(c.name for c in parts)}), chosen on validation data")
+    return chosen, {"chosen_on": "mean of clean validation top-1 (val items vs 10,000 training items) and the "
+                                 "validation photo score (top-1 and item Recall@10), L2",
+                    "clean_queries": len(val_ids), "photos": len(photo_items), "candidates": rows}

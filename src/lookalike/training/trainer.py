@@ -203,6 +203,29 @@ def choose_training_items(workspace: Workspace, config: TrainConfig, candidates:
     return train, val, categories, labelled
 
 
+def validation_photo_items(config: TrainConfig, train_ids: list[str], val_ids: list[str]
+                           ) -> tuple[list[str], list[str]]:
+    """The validation items photographed to choose a photo model (``config.val_photos`` of them, seeded), and
+    the gallery they are searched in: 10,000 training items (seeded) and every validation item."""
+    rng = np.random.default_rng([config.seed, 11])
+    photo_items = sorted(val_ids[i] for i in rng.choice(len(val_ids), min(config.val_photos, len(val_ids)),
+                                                        replace=False))
+    gallery_ids = sorted(train_ids[i] for i in rng.choice(len(train_ids), min(10000, len(train_ids)),
+                                                          replace=False)) + list(val_ids)
+    return photo_items, gallery_ids
+
+
+def validation_photo_vectors(workspace: Workspace, backbone, config: TrainConfig, photo_items: list[str],
+                             directory: Path, log: Callable[[str], None] = print) -> np.ndarray:
+    """``backbone``'s vectors of one synthetic photo of each validation item (true box), made once and kept in
+    ``directory``: the same photos for every model trained with the same seed."""
+    from .photo_views import photo_view_vectors
+
+    return photo_view_vectors(workspace, backbone, photo_items, 1, config.seed + 1_000_003, directory,
+                              prefix="val-photos", given_only=True, photographs=config.real_backgrounds,
+                              log=log)[:, 0]
+
+
 def training_split(workspace: Workspace, config: TrainConfig
                    ) -> tuple[list[str], list[str], list[str], dict[str, str]]:
     """The items ``train`` uses for ``config``: those with the backbone's stored vectors (its readable images;
@@ -587,14 +610,8 @@ class _PhotoViewData(_VectorData):
         views = photo_view_vectors(workspace, backbone, train_ids, config.photo_views, config.seed, directory,
                                    photographs=config.real_backgrounds, log=log)
         self.views = torch.from_numpy(views)
-        rng = np.random.default_rng([config.seed, 11])
-        photo_items = sorted(val_ids[i] for i in rng.choice(len(val_ids), min(config.val_photos, len(val_ids)),
-                                                            replace=False))
-        photos = photo_view_vectors(workspace, backbone, photo_items, 1, config.seed + 1_000_003, directory,
-                                    prefix="val-photos", given_only=True, photographs=config.real_backgrounds,
-                                    log=log)[:, 0]
-        gallery_ids = sorted(train_ids[i] for i in rng.choice(len(train_ids), min(10000, len(train_ids)),
-                                                              replace=False)) + list(val_ids)
+        photo_items, gallery_ids = validation_photo_items(config, train_ids, val_ids)
+        photos = validation_photo_vectors(workspace, backbone, config, photo_items, directory, log)
         self.evaluator = RetrievalEvaluator(photos, [labels[i] for i in photo_items], store.vectors_for(gallery_ids),
                                             gallery_ids, [labels[i] for i in gallery_ids], photo_items,
                                             name="validation photos")
