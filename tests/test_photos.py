@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,7 +19,8 @@ from lookalike.images import crop_to_box, load_image
 from lookalike.photos import (ActivationLocaliser, PhotoStyle, QueryPhoto, box_iou, item_mask, make_photo,
                               make_query_photos, read_query_photos, write_query_photos)
 from lookalike.photos.localise import Detection, Localiser, pad_box
-from lookalike.training.recipes import WEIGHT_CANDIDATES
+from lookalike.training.recipes import WEIGHT_CANDIDATES, choose_part_weights
+from lookalike.training.trainer import TrainConfig
 from lookalike.workspace import Workspace
 
 
@@ -401,6 +403,12 @@ def test_photos_recipe_trains_two_heads_a_combination_and_a_localiser(ws, capsys
     best = max(r["score"] for r in rows)
     assert combined["config"]["weights"] == next(r["weights"] for r in rows if r["score"] == best)
     assert "parts' weights 1:4: clean validation top-1" in out and "chosen on validation data" in out
+    # parts whose validation photos differ (another seed) cannot be compared: they keep 1:1
+    parts = [TrainConfig.from_saved(json.loads((ws.root / "models" / p / "model.json").read_text())["config"])
+             for p in combined["config"]["models"]]
+    kept = choose_part_weights(Workspace(ws.root), [parts[0], replace(parts[1], seed=parts[1].seed + 1)], [], [], {},
+                               log=quiet)
+    assert kept == ([1.0, 1.0], None)
     assert (ws.root / "localiser" / "localiser.onnx").is_file()
     # the model is ready to search, and an extractor like any other: store path == image path
     ws2 = Workspace(ws.root)

@@ -128,9 +128,9 @@ def choose_part_weights(workspace: Workspace, parts: list[TrainConfig], train_id
 
     Each candidate is scored under L2 by the mean of two numbers: top-1 same category of every clean validation
     item among 10,000 training items, and the validation photos' score (the mean of their top-1 and their
-    exact-item Recall@10; the photos each part was chosen on). A catalogue where one part is much the better
-    (say real product photos, where the ImageNet part is) gets its own weights. Parts that cannot be scored
-    that way (fine-tuned, or trained without photos, or with different seeds) keep 1:1.
+    exact-item Recall@10; the photos each part was chosen on), so each catalogue gets its own weights. Parts
+    that cannot be scored on the same photos (fine-tuned, trained without photos, or with different seeds or
+    backgrounds) keep 1:1.
     """
     from ..evaluation import RetrievalEvaluator
     from ..extractors.combined import weighted_join
@@ -138,7 +138,8 @@ def choose_part_weights(workspace: Workspace, parts: list[TrainConfig], train_id
 
     extractors = [workspace.create_extractor(c.name) for c in parts]
     if (len(parts) != 2 or not all(e.embeds_backbone_features for e in extractors)
-            or not all(c.photo_views for c in parts) or len({(c.seed, c.val_photos) for c in parts}) != 1):
+            or not all(c.photo_views for c in parts)
+            or len({(c.seed, c.val_photos, c.real_backgrounds) for c in parts}) != 1):  # the same photos
         log("parts' weights: 1:1 (they cannot be compared on the same validation photos)")
         return [1.0] * len(parts), None
     photo_items, gallery_ids = validation_photo_items(parts[0], train_ids, val_ids)
