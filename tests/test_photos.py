@@ -378,7 +378,8 @@ def test_query_photos_naming_unknown_items_are_refused(ws, tmp_path, capsys):
 
 
 # -- training ------------------------------------------------------------------------------------
-def test_photos_recipe_trains_two_heads_a_combination_and_a_localiser(ws, capsys):
+def test_photos_recipe_trains_two_heads_a_combination_and_a_localiser(ws, capsys, monkeypatch):
+    monkeypatch.setattr("lookalike.training.recipes.MAX_CLEAN_QUERIES", 7)  # a sample of the validation items
     code, out, err = run(capsys, "train", "--recipe", "photos", "--name", "photo-model", "--epochs", 2,
                          "--photo-views", 1, "--val-photos", 10, "--hidden", 32, "--localiser-photos", 30,
                          "-w", ws.root)
@@ -397,6 +398,7 @@ def test_photos_recipe_trains_two_heads_a_combination_and_a_localiser(ws, capsys
     selection = combined["weights_selection"]
     rows = selection["candidates"]
     assert [r["weights"] for r in rows] == [list(w) for w in WEIGHT_CANDIDATES] and selection["photos"] == 10
+    assert selection["clean_queries"] == 7
     for r in rows:
         assert 0 <= r["clean_top1"] <= 1 and 0 <= r["photo_top1"] <= 1
         assert r["score"] == pytest.approx((r["clean_top1"] + (r["photo_top1"] + r["photo_item_recall@10"]) / 2) / 2)

@@ -22,6 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import ConfigError
 from ..workspace import Workspace
 from .trainer import TrainConfig, TrainResult, train
@@ -117,6 +119,8 @@ def train_recipe(workspace: Workspace, recipe: str, name: str, *, backbone: str 
     return results, localiser_meta
 
 
+#: clean validation items that score a weighting (a seeded sample of them beyond this)
+MAX_CLEAN_QUERIES = 10_000
 #: the parts' weights (shares of the squared L2 distance) a recipe's combined model may take; the first wins ties
 WEIGHT_CANDIDATES: tuple[tuple[float, float], ...] = ((1.0, 1.0), (1.0, 2.0), (2.0, 1.0), (1.0, 4.0), (4.0, 1.0))
 
@@ -126,8 +130,8 @@ def choose_part_weights(workspace: Workspace, parts: list[TrainConfig], train_id
                         log: Callable[[str], None] = print) -> tuple[list[float], dict | None]:
     """The weights that join two trained parts best on validation data only, and the scores that chose them.
 
-    Each candidate is scored under L2 by the mean of two numbers: top-1 same category of every clean validation
-    item among 10,000 training items, and the validation photos' score (the mean of their top-1 and their
+    Each candidate is scored under L2 by the mean of two numbers: top-1 same category of the clean validation
+    items (up to ``MAX_CLEAN_QUERIES``) among 10,000 training items, and the validation photos' score (the mean of their top-1 and their
     exact-item Recall@10; the photos each part was chosen on), so each catalogue gets its own weights. Parts
     that cannot be scored on the same photos (fine-tuned, trained without photos, or with different seeds or
     backgrounds) keep 1:1.
@@ -144,6 +148,9 @@ def choose_part_weights(workspace: Workspace, parts: list[TrainConfig], train_id
         return [1.0] * len(parts), None
     photo_items, gallery_ids = validation_photo_items(parts[0], train_ids, val_ids)
     val_set = set(val_ids)
+    if len(val_ids) > MAX_CLEAN_QUERIES:  # bounded time and memory on a large catalogue (seeded)
+        rng = np.random.default_rng([parts[0].seed, 12])
+        val_ids = sorted(val_ids[i] for i in rng.choice(len(val_ids), MAX_CLEAN_QUERIES, replace=False))
     clean_gallery = [i for i in gallery_ids if i not in val_set]
     photos, gallery, clean_queries, clean_gallery_vectors = [], [], [], []
     for config, extractor in zip(parts, extractors):
@@ -165,7 +172,7 @@ def choose_part_weights(workspace: Workspace, parts: list[TrainConfig], train_id
                                    weighted_join(clean_gallery_vectors, w), clean_gallery,
                                    [labels[i] for i in clean_gallery], name="validation items")()
         score = (clean["top1"] + on_photos["score"]) / 2
-        rows.append({"weights": list(weights), "clean_top1": clean["top1"], "photo_top1": on_photos["top1"],
+        rows.append({"weights": w, "clean_top1": clean["top1"], "photo_top1": on_photos["top1"],
                      "photo_item_recall@10": on_photos.get("item_recall@10"), "score": score})
         log(f"parts' weights {weights[0]:g}:{weights[1]:g}: clean validation top-1 {clean['top1']:.2%}, "
             f"validation photos top-1 {on_photos['top1']:.2%}, item R@10 {on_photos.get('item_recall@10', 0):.2%}"
