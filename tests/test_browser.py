@@ -183,7 +183,11 @@ def test_head_to_head_and_map_pages(server, page):
     wait_until(page, "document.querySelector('#count').textContent === '1'")
     page.click("#pick-b")
     wait_until(page, "document.querySelector('#count').textContent === '2'")
-    assert len(app.state.lookalike.votes.duel_outcomes()) == 2
+    # both recorded; a duel is flagged (left out of the leaderboard) when its pair holds an item this address
+    # looked up in search, which the earlier tests did: the pair is drawn at random
+    votes = app.state.lookalike.votes
+    assert len(votes.duel_outcomes()) + len(votes.duel_outcomes(flagged=True)) == 2
+    assert set(votes.flag_counts()) <= {"looked-up"}
     page.goto(base + "/map")
     wait_until(page, "document.querySelector('#map-info').textContent.includes('trustworthiness')")
     page.mouse.wheel(0, -300)
