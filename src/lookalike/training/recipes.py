@@ -151,26 +151,28 @@ def choose_part_weights(workspace: Workspace, parts: list[TrainConfig], train_id
     if len(val_ids) > MAX_CLEAN_QUERIES:  # bounded time and memory on a large catalogue (seeded)
         rng = np.random.default_rng([parts[0].seed, 12])
         val_ids = sorted(val_ids[i] for i in rng.choice(len(val_ids), MAX_CLEAN_QUERIES, replace=False))
-    clean_gallery = [i for i in gallery_ids if i not in val_set]
-    photos, gallery, clean_queries, clean_gallery_vectors = [], [], [], []
+    # the photos' gallery holds every validation item and the training sample: the clean queries and their
+    # gallery are its rows
+    row = {item: n for n, item in enumerate(gallery_ids)}
+    query_rows = [row[i] for i in val_ids]
+    training_rows = [n for n, i in enumerate(gallery_ids) if i not in val_set]
+    training_ids = [gallery_ids[n] for n in training_rows]
+    photos, gallery = [], []
     for config, extractor in zip(parts, extractors):
         backbone = workspace.create_extractor(config.backbone)
         photo_backbone = validation_photo_vectors(workspace, backbone, config, photo_items,
                                                   workspace.models_dir / config.name, log)
         photos.append(extractor.embed_backbone_features(photo_backbone))
-        store = workspace.feature_store(config.name)
-        gallery.append(store.vectors_for(gallery_ids))
-        clean_queries.append(store.vectors_for(list(val_ids)))
-        clean_gallery_vectors.append(store.vectors_for(clean_gallery))
+        gallery.append(workspace.feature_store(config.name).vectors_for(gallery_ids))
     rows = []
     for weights in candidates:
         w = list(weights)
-        on_photos = RetrievalEvaluator(weighted_join(photos, w), [labels[i] for i in photo_items],
-                                       weighted_join(gallery, w), gallery_ids, [labels[i] for i in gallery_ids],
-                                       photo_items, name="validation photos")()
-        clean = RetrievalEvaluator(weighted_join(clean_queries, w), [labels[i] for i in val_ids],
-                                   weighted_join(clean_gallery_vectors, w), clean_gallery,
-                                   [labels[i] for i in clean_gallery], name="validation items")()
+        joined = weighted_join(gallery, w)
+        on_photos = RetrievalEvaluator(weighted_join(photos, w), [labels[i] for i in photo_items], joined,
+                                       gallery_ids, [labels[i] for i in gallery_ids], photo_items,
+                                       name="validation photos")()
+        clean = RetrievalEvaluator(joined[query_rows], [labels[i] for i in val_ids], joined[training_rows],
+                                   training_ids, [labels[i] for i in training_ids], name="validation items")()
         score = (clean["top1"] + on_photos["score"]) / 2
         rows.append({"weights": w, "clean_top1": clean["top1"], "photo_top1": on_photos["top1"],
                      "photo_item_recall@10": on_photos.get("item_recall@10"), "score": score})
