@@ -117,6 +117,57 @@ def test_scene_photos_hold_the_item_in_a_real_scene():
         assert a.mask[int(y1):int(y2), int(x1):int(x2)].mean() > 0.2 and a.mask.mean() < 0.8
 
 
+def test_phone_photos_show_the_item_among_others_in_screenshots_and_cut_by_the_frame(monkeypatch):
+    from lookalike.photos import phone
+
+    seen = {}
+    real = {kind: getattr(phone, f"_{kind}") for kind in phone.KINDS}
+    for kind in phone.KINDS:  # record which kind each seed drew
+        monkeypatch.setattr(phone, f"_{kind}", lambda *a, _k=kind, **kw: seen.setdefault("last", []).append(_k)
+                            or real[_k](*a, **kw))
+    monkeypatch.setattr(phone, "LARGE", (600, 800))  # small photos: the test's time
+    monkeypatch.setattr(phone, "SIZES", ((300, 400), (400, 300)))
+    kinds, orientations = set(), set()
+    for seed in range(12):
+        a = phone.make_phone_photo(shirt(), np.random.default_rng(seed), [shirt(), shirt(), shirt()])
+        b = phone.make_phone_photo(shirt(), np.random.default_rng(seed), [shirt(), shirt(), shirt()])
+        np.testing.assert_array_equal(np.asarray(a.image), np.asarray(b.image))  # seeded
+        kind = seen["last"][-1]
+        kinds.add(kind)
+        orientations.add(a.orientation)
+        x1, y1, x2, y2 = a.box
+        assert a.box == b.box and 0 <= x1 < x2 <= a.image.width and 0 <= y1 < y2 <= a.image.height
+        assert a.main_mask.shape == (a.image.height, a.image.width)
+        inside = a.main_mask[int(y1):int(y2), int(x1):int(x2)]
+        assert inside.mean() > 0.3 and a.main_mask.sum() == inside.sum()  # the box holds the item's visible part
+        if kind == "cut":  # 8-30% of the item outside the frame: its box touches an edge
+            assert x1 == 0 or y1 == 0 or x2 == a.image.width or y2 == a.image.height
+        if kind == "rail":  # its neighbours are items too, outside the item's own mask
+            assert (a.mask & ~a.main_mask).any()
+        if kind == "screenshot":
+            assert a.image.size == (1080, 2340)
+    assert kinds == set(phone.KINDS) and orientations - {1} and 1 in orientations
+
+
+def test_a_photo_stored_turned_reads_upright_in_its_boxs_coordinates(tmp_path):
+    from lookalike.images import load_photo
+    from lookalike.photos.sets import save_photo
+    from lookalike.photos.synthesis import Photo
+
+    upright = Image.new("RGB", (60, 40), (20, 20, 20))
+    ImageDraw.Draw(upright).rectangle((40, 5, 55, 30), fill=(250, 250, 250))  # the item, right of centre
+    for orientation in (1, 3, 6, 8):
+        path = tmp_path / f"o{orientation}.jpg"
+        save_photo(Photo(upright, (40, 5, 56, 31), orientation=orientation), path)
+        with Image.open(path) as stored:
+            assert stored.getexif().get(0x0112, 1) == orientation
+            assert stored.size == ((40, 60) if orientation in (6, 8) else (60, 40))
+        img, scale, full = load_photo(path)
+        assert img.size == full == (60, 40) and scale == 1.0
+        crop = np.asarray(img.crop((40, 5, 56, 31))).mean()
+        assert crop > 200 and np.asarray(img.crop((0, 0, 30, 40))).mean() < 40
+
+
 def test_make_scene_photos_cli_and_unknown_maker(ws, tmp_path, capsys):
     code, out, _ = run(capsys, "photos", "make", "-w", ws.root, "--out", tmp_path / "scene", "--count", 3,
                        "--style", "scene")

@@ -234,7 +234,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # photos.sets.MAKERS, named here so that building the parser does not import the photos package
-PHOTO_MAKERS = ("clutter", "scene")
+PHOTO_MAKERS = ("clutter", "scene", "phone")
 
 _TRAIN_FIELDS = ("backbone", "name", "hidden", "top_categories", "epochs", "batch_size", "lr", "weight_decay",
                  "dropout", "input_dropout", "label_smoothing", "holdout_split", "finetune_blocks", "head",
@@ -462,7 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--style", choices=PHOTO_MAKERS, default="clutter",
                    help="clutter: the maker the photos recipe trains on (drawn clutter); scene: independent code, "
                         "items lit and shadowed in real photographs with camera shake, colour cast and a low-res "
-                        "sensor, for judging a model on photos unlike its training ones (default clutter)")
+                        "sensor, for judging a model on photos unlike its training ones; phone: a third, the item on a "
+                        "shop rail among others, in an app's screenshot or cut by the frame, full-size phone JPEGs "
+                        "some stored turned (EXIF) (default clutter)")
     e.set_defaults(func=cmd_photos_make)
 
     from .index import list_indexes

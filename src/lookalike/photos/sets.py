@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm.auto import tqdm
 
 from ..errors import CatalogueError, ConfigError
@@ -91,7 +92,7 @@ def write_query_photos(csv_path: str | Path, photos: list[QueryPhoto]) -> None:
             writer.writerow([path, p.category, *box, p.item or ""])
 
 
-MAKERS = ("clutter", "scene")  # the training photos' maker; an independent one for evaluation only
+MAKERS = ("clutter", "scene", "phone")  # the training photos' maker; two independent ones for evaluation only
 
 
 def make_query_photos(workspace, out_dir: str | Path, *, count: int, split: str | None = "test",
@@ -101,8 +102,10 @@ def make_query_photos(workspace, out_dir: str | Path, *, count: int, split: str 
     into ``out_dir`` with ``photos.csv`` (true boxes and item ids). Returns the CSV's path.
 
     ``maker``: ``clutter`` (:func:`~lookalike.photos.synthesis.make_photo`, what the photos recipe trains on,
-    shaped by ``style``) or ``scene`` (:func:`~lookalike.photos.scene.make_scene_photo`: real backgrounds,
-    light and camera made by other code, to see whether a model copes with photos unlike its training ones)."""
+    shaped by ``style``), ``scene`` (:func:`~lookalike.photos.scene.make_scene_photo`: real backgrounds,
+    light and camera made by other code, to see whether a model copes with photos unlike its training ones)
+    or ``phone`` (:func:`~lookalike.photos.phone.make_phone_photo`: the item on a rail among others, in an
+    app's screenshot or cut by the frame, full-size phone JPEGs, some stored turned with an EXIF tag)."""
     if maker not in MAKERS:
         raise ConfigError(f"unknown photo maker {maker!r}; choose from {', '.join(MAKERS)}")
     catalogue = workspace.catalogue
@@ -120,11 +123,24 @@ def make_query_photos(workspace, out_dir: str | Path, *, count: int, split: str 
     for n, item in enumerate(tqdm(chosen, desc="photos", unit="photo", disable=progress is False or None)):
         photo = photo_of_item(item, catalogue, pool, rng, style, maker)
         path = out_dir / "photos" / f"{n:05d}.jpg"
-        photo.image.save(path, quality=95)
+        save_photo(photo, path)
         written.append(QueryPhoto(path, item.category, photo.box, item.id))
     csv_path = out_dir / "photos.csv"
     write_query_photos(csv_path, written)
     return csv_path
+
+
+def save_photo(photo, path: Path) -> None:
+    """Write a synthetic photo as a JPEG; one whose ``orientation`` is not 1 is stored turned, with that EXIF
+    tag, as phones store them (readers that honour the tag show it upright, in the box's coordinates)."""
+    if photo.orientation == 1:
+        photo.image.save(path, quality=95)
+        return
+    from .phone import STORED_TURNED
+
+    exif = Image.Exif()
+    exif[0x0112] = photo.orientation
+    photo.image.transpose(STORED_TURNED[photo.orientation]).save(path, quality=95, exif=exif)
 
 
 def photo_of_item(item, catalogue, pool: list, rng: np.random.Generator, style: PhotoStyle = PhotoStyle(),
@@ -135,6 +151,12 @@ def photo_of_item(item, catalogue, pool: list, rng: np.random.Generator, style: 
     image = load_image(catalogue.resolve(item.path), item.box)
     other = pool[int(rng.integers(len(pool)))]
     second = load_image(catalogue.resolve(other.path), other.box) if other.id != item.id else None
+    if maker == "phone":  # three neighbours for a rail or a post (drawn after the clutter makers' draws)
+        from .phone import make_phone_photo
+
+        others = [pool[int(rng.integers(len(pool)))] for _ in range(3)]
+        return make_phone_photo(image, rng, [second] * (second is not None) + [
+            load_image(catalogue.resolve(o.path), o.box) for o in others if o.id != item.id])
     if maker == "scene":
         from .scene import make_scene_photo
 

@@ -68,6 +68,7 @@ class Photo:
     second_box: Box | None = None
     mask: np.ndarray | None = None  # (height, width) bool: pixels of the main and the second item
     main_mask: np.ndarray | None = None  # (height, width) bool: pixels of the main item only
+    orientation: int = 1  # the EXIF orientation tag to store it with (1: stored upright; image is upright)
 
 
 def item_mask(img: Image.Image, threshold: float = 28.0) -> np.ndarray:
