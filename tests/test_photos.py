@@ -270,6 +270,12 @@ def test_a_large_item_on_a_plain_backdrop_is_a_product_shot_searched_whole():
     assert source == "auto" and box != (0, 0, 320, 320)
     assert len(views) == len(localiser.view_margins) == 3
     assert views[0].size == (192, 224) and views[0].size < views[-1].size
+    # the same large item off-centre (a close-up, cut by the frame) is cut out: not framed like a catalogue image
+    off = Image.new("RGB", (320, 320), (250, 250, 250))
+    ImageDraw.Draw(off).rectangle((0, 48, 192, 272), fill=(30, 60, 200))
+    shifted = _FixedMap(_one_item_map((3, 17, 0, 12)))  # 48..272 x 0..192: its centre 64 px left of the photo's
+    box, source, _ = shifted.choose(off)
+    assert source == "auto" and box != (0, 0, 320, 320) and len(shifted.views(off)[0]) == 3
     # a small item on a plain backdrop is cut out too (a photo of a thing on a table, not a product shot)
     small = _FixedMap(_one_item_map((8, 11, 8, 11)))
     assert small.choose(plain)[0] != (0, 0, 320, 320) and len(small.views(plain)[0]) == 3

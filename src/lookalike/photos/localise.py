@@ -80,8 +80,10 @@ class Localiser(ABC):
 
     description = "localiser"
     threshold = 0.5
-    #: a product shot (the item on a plain backdrop, its box at least this share of the photo) is searched whole
+    #: a product shot (the item on a plain backdrop, its box at least this share of the photo, its centre within
+    #: ``shot_centre`` of the photo's side from the photo's centre) is searched whole
     shot_fill = 0.25
+    shot_centre = 0.1
     #: share of the pixels outside the box within ``plain_tolerance`` (RGB distance, 0..1) of their median colour
     plain_share = 0.9
     plain_tolerance = 0.08
@@ -185,9 +187,11 @@ class Localiser(ABC):
     def choose(self, img: Image.Image) -> tuple[Box | None, str, list[Detection]]:
         """The box to search (the best item's box widened by ``margin``), its source, and every candidate.
 
-        ``(None, "none", [])`` when no item is found. A product shot (the item on a plain backdrop and at least
-        ``shot_fill`` of the photo) is searched whole, framed as catalogue images are: cutting it loses more
-        than the plain backdrop costs. In a busy photo the item is cut out, however large it is.
+        ``(None, "none", [])`` when no item is found. A product shot (the item centred on a plain backdrop and at
+        least ``shot_fill`` of the photo) is searched whole, framed as catalogue images are: cutting it loses
+        more than the plain backdrop costs. In a busy photo the item is cut out, however large it is, and so is
+        an item off-centre or cut by the frame (a close-up on a table: the whole photo is not framed like a
+        catalogue image).
         """
         return self._choice(img)[:3]
 
@@ -201,9 +205,12 @@ class Localiser(ABC):
         return pad_box(found[0].box, img.size, self.margin), "auto", found, False
 
     def product_shot(self, img: Image.Image, box: Box) -> bool:
-        """Whether ``box`` holds a large item on a plain backdrop (the rest of the photo is one colour)."""
+        """Whether ``box`` holds a large item, centred, on a plain backdrop (the rest of the photo is one colour)."""
         x1, y1, x2, y2 = box
         if (x2 - x1) * (y2 - y1) < self.shot_fill * img.width * img.height:
+            return False
+        if (abs((x1 + x2) / 2 - img.width / 2) > self.shot_centre * img.width
+                or abs((y1 + y2) / 2 - img.height / 2) > self.shot_centre * img.height):
             return False
         small = img.copy()
         small.thumbnail((96, 96), Image.Resampling.BILINEAR)  # shrunk before converting: a cheap copy
