@@ -10,8 +10,8 @@ catalogue item's mask and the scene maker's real photographs):
   overlapping its neighbours, under a wall light;
 - ``screenshot``: a phone screenshot of a social post (status bar, avatar, name, the post's square picture of
   the item on a studio backdrop or a blurred photograph, icons and caption lines), light or dark mode;
-- ``cut``: the item large on a wooden table, a knit or a wrinkled sheet, 8-30% of it outside the frame on one or
-  two sides.
+- ``cut``: the item large on a wooden table, a knit or a wrinkled sheet, 8-30% of its catalogue image outside
+  the frame on one or two sides (the item itself cut wherever it fills its image).
 
 Then a phone camera: tone curve, white balance, brightness-dependent sensor noise, sharpening halos or a soft
 lens, JPEG 60-95, at 1512x2016 or 2016x1512 (a fifth of the photos 3024x4032: decoded at reduced size), and 40%
@@ -22,6 +22,7 @@ recipe trains on it. Boxes are in the upright photo's pixels and cover the item'
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -209,7 +210,7 @@ def _screenshot(item: Image.Image, others: list[Image.Image], rng: np.random.Gen
 
 
 def _cut(item: Image.Image, rng: np.random.Generator, size: tuple[int, int]):
-    """The item laid flat, so large that 8-30% of it lies outside the frame on one or two sides."""
+    """The item laid flat, so large that 8-30% of its image lies outside the frame on one or two sides."""
     width, height = size
     canvas = _surface(rng, size)
     rgb, alpha = _cutout(item, min(size) * rng.uniform(0.8, 1.2), rng)
@@ -247,7 +248,7 @@ def _camera(canvas: np.ndarray, rng: np.random.Generator) -> Image.Image:
     return Image.open(buffer).convert("RGB")
 
 
-def make_phone_photo(item: Image.Image, rng: np.random.Generator, others: list[Image.Image] = ()) -> Photo:
+def make_phone_photo(item: Image.Image, rng: np.random.Generator, others: Sequence[Image.Image] = ()) -> Photo:
     """A phone photo of ``item`` (an RGB catalogue image cropped to its box), with ``others`` (catalogue items)
     as its neighbours on a rail or in a post. ``Photo.orientation`` says how it is to be stored (EXIF tag)."""
     kind = KINDS[int(rng.integers(len(KINDS)))]
