@@ -155,8 +155,9 @@ def photo_of_item(item, catalogue, pool: list, rng: np.random.Generator, style: 
         from .phone import make_phone_photo
 
         others = [pool[int(rng.integers(len(pool)))] for _ in range(3)]
-        return make_phone_photo(image, rng, [second] * (second is not None) + [
-            load_image(catalogue.resolve(o.path), o.box) for o in others if o.id != item.id])
+        neighbours = [second] if second is not None else []
+        neighbours += [load_image(catalogue.resolve(o.path), o.box) for o in others if o.id != item.id]
+        return make_phone_photo(image, rng, neighbours)
     if maker == "scene":
         from .scene import make_scene_photo
 
