@@ -9,6 +9,8 @@ uses these features; ``any in shortlist`` bounds every re-ranker.
 
     python benchmarks/taste_ceiling.py -w WS --base efficientnet-lite0 --metric l2 \\
         --players shade,cut,style,category --models pixels,efficientnet-lite0-rmac --out docs/taste_ceiling.json
+    python benchmarks/taste_ceiling.py -w WS --base efficientnet-lite0 --metric l2 --catalogue-category \
+        --out docs/taste_ceiling_category.json
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--shortlist", type=int, default=30)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--catalogue-category", action="store_true",
+                        help="also offer the catalogue's own category labels (1 where the two items' categories "
+                             "differ), alone and first before each appearance group")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -65,6 +70,12 @@ def main() -> None:
         candidates[model] = np.array([[np.linalg.norm(other[q] - other[r.item_id]) for r in row]
                                       for q, row in zip(queries, found)])
 
+    if args.catalogue_category:  # what a "same category" component could add, alone or before a look
+        candidates["catalogue category"] = np.array([[float(r.category != category[q]) for r in row]
+                                                     for q, row in zip(queries, found)])
+        for name in [n for n in candidates if n.startswith("appearance:")]:
+            look_distance = candidates[name] / max(float(np.median(candidates[name])), 1e-12)
+            candidates[f"category + {name}"] = 100 * candidates["catalogue category"] + look_distance
     look = catalogue_look(ws)
     rows = []
     for kind in args.players.split(","):
@@ -87,7 +98,8 @@ def main() -> None:
         rows.append(row)
     if args.out:
         args.out.write_text(json.dumps({"base": f"{args.base}/{args.metric}", "queries": len(queries),
-                                        "shortlist": args.shortlist, "weights": WEIGHTS, "players": rows}, indent=1))
+                                        "shortlist": args.shortlist, "weights": WEIGHTS,
+                                        "catalogue_category": args.catalogue_category, "players": rows}, indent=1))
 
 
 if __name__ == "__main__":
