@@ -136,6 +136,37 @@ def test_learned_vectors_realise_the_weighted_distance_exactly(metric):
     assert earlier.size == 1 + 4 + DIM and earlier.embed(base, app, weights[: earlier.size]).shape == (50, 12 + 4 + DIM)
 
 
+@pytest.mark.parametrize("metric", list(Metric))
+def test_the_catalogue_category_is_a_component_and_an_unknown_one_changes_no_ranking(metric):
+    rng = np.random.default_rng(1)
+    base, app = rng.normal(size=(60, 12)).astype(np.float32), rng.normal(size=(60, DIM)).astype(np.float32)
+    space = PairSpace.fit(metric, base, app, directions=4, categories=("Bag", "Coat", "Dress"))
+    assert space.size == 1 + 4 + DIM + 3 * DIM + 1 and space.vector_dim(12) == 12 + 4 + DIM + 3 * DIM + 3
+    codes = space.category_codes(["Coat", "Bag", None, "Hat"] * 15)
+    assert codes[:4].tolist() == [1, 0, -1, -1]  # unknown: no category, or one the space never saw
+    weights = rng.exponential(1.0, space.size)
+    weights[-1] = 5.0
+    vectors = space.embed(base, app, weights, codes).astype(np.float64)
+    comps = space.components(base[:30], base[30:], app[:30], app[30:], codes[:30], codes[30:])
+    known = (codes[:30] >= 0) & (codes[30:] >= 0)
+    assert np.array_equal(comps[:, -1], ((codes[:30] != codes[30:]) & known).astype(float))
+    diff = vectors[:30] - vectors[30:]
+    realised = np.abs(diff).sum(1) if space.learned_metric is Metric.L1 else (diff ** 2).sum(1)
+    assert np.allclose(realised[known], (comps @ weights)[known], rtol=1e-4)
+    # a photo: no category, so its block is zero and every catalogue item is as far from it on that block
+    photo = space.embed(base[:1], app[:1], weights)
+    hidden = space.hide_categories(vectors[:1], 12)
+    assert np.allclose(photo, hidden) and np.allclose(hidden[0, -3:], 0)
+    block = vectors[:, -3:][codes >= 0]
+    apart = np.abs(block).sum(1) if space.learned_metric is Metric.L1 else (block ** 2).sum(1)
+    assert np.allclose(apart, apart[0])  # the same for every item with a category: no ranking changes
+    # saved and loaded with its categories; a space saved before categories has none
+    again = PairSpace.from_arrays(metric, space.to_arrays())
+    assert again.categories == ("Bag", "Coat", "Dress") and np.allclose(again.embed(base, app, weights, codes), vectors)
+    old = {k: v for k, v in space.to_arrays().items() if k != "categories"}
+    assert PairSpace.from_arrays(metric, old).categories == ()
+
+
 @pytest.mark.parametrize("metric", [Metric.L1, Metric.L2])
 def test_the_shortlist_index_reranks_the_base_neighbours_and_persists(tmp_path, metric):
     from lookalike.index import create_index
@@ -239,6 +270,51 @@ def test_learn_makes_a_model_like_any_other_and_never_edits_votes(ws, tmp_path, 
                         for q in queries])
 
     assert gap("shade-taste") < 0.7 * gap("pixels")
+
+
+def test_a_learned_category_helps_catalogue_queries_and_never_an_evaluation(ws, tmp_path, capsys):
+    from lookalike.extractors.learned import LearnedExtractor
+    from lookalike.images import load_image
+
+    url = f"sqlite:///{tmp_path / 'votes.sqlite'}"
+    _fake_votes(ws, url, 150, session="carol")
+    learn(ws, "pixels", "l2", "cat-taste", sessions=["carol"], db_url=url)
+    directory = ws.models_dir / "cat-taste"
+    saved = json.loads((directory / "model.json").read_text())
+    saved["weights"][-1] = 1e4  # a taste that cares for the category above all
+    (directory / "model.json").write_text(json.dumps(saved))
+    learned = LearnedExtractor(directory)
+    assert learned.uses_labels and learned.space.categories == tuple(sorted({i.category for i in ws.catalogue.items()}))
+    extract_features(ws.catalogue, learned, ws.feature_store("cat-taste"), overwrite=True,
+                     part_stores=[ws.feature_store("pixels"), ws.feature_store("appearance")])
+    # a catalogue item's vector carries its category; an image alone does not
+    items = list(ws.catalogue.items())
+    item = items[0]
+    stored = ws.feature_store("cat-taste").vectors_for([item.id])[0]
+    block = stored[-len(learned.space.categories):]
+    assert block.argmax() == learned.space.categories.index(item.category) and np.count_nonzero(block) == 1
+    image = learned.embed([load_image(ws.catalogue.resolve(item.path), item.box)])[0]
+    assert not image[-len(learned.space.categories):].any()
+    # searched from a catalogue item, the category decides: the top match is of the query's category whenever
+    # the base's shortlist (30 nearest) holds one
+    engine = SearchEngine(ws)
+    queries = items[:60]
+    top = [engine.search_item(q.id, "cat-taste", "l2", 1).results[0].category == q.category for q in queries]
+    reachable = [any(r.category == q.category for r in engine.search_item(q.id, "pixels", "l2", 30).results)
+                 for q in queries]
+    base_top = [engine.search_item(q.id, "pixels", "l2", 1).results[0].category == q.category for q in queries]
+    assert top == reachable and sum(top) > sum(base_top)
+    # an evaluation hides the query's own label: the category's weight changes nothing there
+    def evaluated(category_weight: float) -> float:
+        saved["weights"][-1] = category_weight
+        (directory / "model.json").write_text(json.dumps(saved))
+        extract_features(ws.catalogue, LearnedExtractor(directory), ws.feature_store("cat-taste"), overwrite=True,
+                         part_stores=[ws.feature_store("pixels"), ws.feature_store("appearance")])
+        capsys.readouterr()
+        assert main(["evaluate", "--models", "cat-taste", "--queries", "200", "--json", "-w", str(ws.root)]) == 0
+        return json.loads(capsys.readouterr().out)["rows"][0]["top1"]
+
+    assert evaluated(1e4) == evaluated(0.0) < 0.95
 
 
 # -- simulated players through the HTTP API --------------------------------------------------------------------------

@@ -359,6 +359,11 @@ def _extract_features(catalogue: Catalogue, extractor: Extractor, store: Feature
     def item_keys(ids: list[str]) -> list[str]:
         return [keys.get(i) or "" for i in ids]
 
+    category_of = {item.id: item.category for item in todo} if extractor.uses_labels else {}
+
+    def labelled(ids: list[str], vectors: np.ndarray) -> np.ndarray:  # catalogue labels, where the model has them
+        return extractor.with_labels(vectors, [category_of.get(i) for i in ids]) if category_of else vectors
+
     if todo and backbone_store is not None and extractor.embeds_backbone_features \
             and backbone_store.exists():
         backbone_store.check_compatible(extractor.backbone)
@@ -366,7 +371,7 @@ def _extract_features(catalogue: Catalogue, extractor: Extractor, store: Feature
         reusable = [item.id for item in todo if item.id in known]
         for start in range(0, len(reusable), 8 * shard_size):
             ids = reusable[start : start + 8 * shard_size]
-            store.append(extractor, ids, extractor.embed_backbone_features(backbone_store.vectors_for(ids)),
+            store.append(extractor, ids, labelled(ids, extractor.embed_backbone_features(backbone_store.vectors_for(ids))),
                          item_keys(ids))
             summary.computed += len(ids)
         todo = [item for item in todo if item.id not in known]
@@ -376,11 +381,11 @@ def _extract_features(catalogue: Catalogue, extractor: Extractor, store: Feature
         reusable = [item.id for item in todo if item.id in known]
         for start in range(0, len(reusable), 8 * shard_size):
             ids = reusable[start : start + 8 * shard_size]
-            store.append(extractor, ids, extractor.combine([s.vectors_for(ids) for s in part_stores]),
+            store.append(extractor, ids, labelled(ids, extractor.combine([s.vectors_for(ids) for s in part_stores])),
                          item_keys(ids))
             summary.computed += len(ids)
         todo = [item for item in todo if item.id not in known]
-    if todo and dask:
+    if todo and dask and not extractor.uses_labels:  # (a model with catalogue labels: built here, from its parts)
         from .distributed import extract_on_dask
 
         try:
@@ -403,7 +408,8 @@ def _extract_features(catalogue: Catalogue, extractor: Extractor, store: Feature
                     shard_ids += batch_ids
                 bar.update(len(chunk[b : b + batch_size]))
             if shard_ids:
-                store.append(extractor, shard_ids, np.concatenate(shard_vectors), item_keys(shard_ids))
+                store.append(extractor, shard_ids, labelled(shard_ids, np.concatenate(shard_vectors)),
+                             item_keys(shard_ids))
                 summary.computed += len(shard_ids)
     finally:
         bar.close()

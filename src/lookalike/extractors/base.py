@@ -131,6 +131,8 @@ class Extractor(ABC):
     backbone: Extractor | None = None
     #: the extractors whose vectors this one combines (see ``PartsExtractor.combine``)
     parts: Sequence[Extractor] = ()
+    #: some dimensions come from the catalogue's category labels, not the image (``with_labels``)
+    uses_labels: bool = False
 
     def __init__(self, config: ExtractorConfig):
         self.config = config
@@ -201,6 +203,16 @@ class Extractor(ABC):
     def embed_backbone_features(self, vectors: np.ndarray) -> np.ndarray:
         """The backbone's vectors -> this model's (where ``embeds_backbone_features``)."""
         raise ConfigError(f"{self.name} is not computed from a backbone's stored vectors")
+
+    def with_labels(self, vectors: np.ndarray, categories: Sequence[str | None]) -> np.ndarray:
+        """Catalogue items' vectors completed with their category labels (where ``uses_labels``; an image alone
+        leaves those dimensions as if the category were unknown)."""
+        return vectors
+
+    def hide_labels(self, vectors: np.ndarray) -> np.ndarray:
+        """Vectors with the label dimensions as if the category were unknown: how an evaluation queries, so a
+        query's own category never helps find its category."""
+        return vectors
 
     # -- inference ---------------------------------------------------------------------------
     def fingerprint(self) -> str:

@@ -4,7 +4,8 @@
 the model learned from) and ``space.npz`` (principal directions and scales). The vector is
 ``PairSpace.embed(base vector, appearance numbers, weights)``: searched with the model's own metric
 (L1 for an L1 base, else L2), its distance is the learned one. Like a combined model, it is built
-from its parts' stored vectors when they have them.
+from its parts' stored vectors when they have them; a space with a category component then gets each
+catalogue item's category from the catalogue (``with_labels``), while an image alone leaves it unknown.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ class LearnedExtractor(PartsExtractor):
         super().__init__(ExtractorConfig(
             name=cfg["name"], architecture=f"{cfg['base']} ({cfg['base_metric']}) re-weighted by a learned taste",
             layer=f"base vector, {len(self.space.directions)} principal directions, appearance numbers and "
-                  f"their sides of {len(self.space.thresholds)} quantiles, weighted ({self.metric.value})",
-            dim=self.parts[0].dim + self.space.size - 1,
+                  f"their sides of {len(self.space.thresholds)} quantiles"
+                  + (", the catalogue category" if self.space.categories else "") + f", weighted ({self.metric.value})",
+            dim=self.space.vector_dim(self.parts[0].dim),
             preprocess=self.parts[0].config.preprocess,
             weights=f"learned from {learned.get('votes', 0)} votes" + (" (the base alone: the votes taught "
                                                                         "nothing beyond it)" if saved.get("is_base") else ""),
@@ -54,6 +56,22 @@ class LearnedExtractor(PartsExtractor):
     def metrics(self) -> tuple[Metric, ...]:
         """The metrics this model's vectors mean something under (just its own)."""
         return (self.metric,)
+
+    @property
+    def uses_labels(self) -> bool:  # type: ignore[override]
+        return bool(self.space.categories)
+
+    def with_labels(self, vectors: np.ndarray, categories) -> np.ndarray:
+        """The category block of catalogue items' vectors set from their categories (images leave it zero)."""
+        if not self.space.categories:
+            return vectors
+        out = np.array(vectors, np.float32, copy=True)
+        out[:, self.dim - len(self.space.categories) :] = self.space.category_block(
+            self.space.category_codes(categories), self.weights)
+        return out
+
+    def hide_labels(self, vectors: np.ndarray) -> np.ndarray:
+        return self.space.hide_categories(vectors, self.parts[0].dim)
 
     @property
     def personal(self) -> bool:

@@ -148,8 +148,10 @@ def learn(ws: Workspace, base: str, metric: str | Metric, name: str, *, sessions
     ids = sorted(current & app_store.stored_ids())
     sample = sorted(rng.choice(len(ids), min(len(ids), 20_000), replace=False).tolist())
     sample_ids = [ids[i] for i in sample]
-    space = PairSpace.fit(metric, base_store.vectors_for(sample_ids), app_store.vectors_for(sample_ids), seed=seed)
-    votes = _vote_set(space, base_store, app_store, verdicts, duels)
+    category_of = {it.id: it.category for it in items}
+    space = PairSpace.fit(metric, base_store.vectors_for(sample_ids), app_store.vectors_for(sample_ids), seed=seed,
+                          categories=tuple(sorted(set(category_of.values()))))
+    votes = _vote_set(space, base_store, app_store, verdicts, duels, category_of)
     report("fitting", 0.6)
     taste = learn_taste(votes, seed=seed)
 
@@ -184,12 +186,15 @@ def learn(ws: Workspace, base: str, metric: str | Metric, name: str, *, sessions
     return LearnResult(name, directory, system, taste, len(verdicts), len(duels), dict(left_out), share)
 
 
-def _vote_set(space: PairSpace, base_store, app_store, verdicts: list[dict], duels: list[dict]) -> VoteSet:
+def _vote_set(space: PairSpace, base_store, app_store, verdicts: list[dict], duels: list[dict],
+              category_of: dict[str, str]) -> VoteSet:
     def comps(queries: list[str], matches: list[str]) -> np.ndarray:
         if not queries:
             return np.zeros((0, space.size))
         return space.components(base_store.vectors_for(queries), base_store.vectors_for(matches),
-                                app_store.vectors_for(queries), app_store.vectors_for(matches))
+                                app_store.vectors_for(queries), app_store.vectors_for(matches),
+                                space.category_codes([category_of.get(i) for i in queries]),
+                                space.category_codes([category_of.get(i) for i in matches]))
 
     single = comps([v["query_item"] for v in verdicts], [v["match_item"] for v in verdicts])
     winners = [d["match_a"] if d["winner"] == "a" else d["match_b"] for d in duels]
@@ -204,7 +209,7 @@ def _group_shares(votes: VoteSet, weights: np.ndarray, space: PairSpace) -> dict
     """Each group's share of the learned distance, summed over the voted pairs."""
     rows = np.concatenate([votes.single, votes.winner, votes.loser]) * weights
     total = max(rows.sum(), 1e-12)
-    groups = component_groups(len(space.directions), len(space.thresholds))
+    groups = component_groups(len(space.directions), len(space.thresholds), bool(space.categories))
     return {group: float(rows[:, positions].sum() / total) for group, positions in groups.items()}
 
 
