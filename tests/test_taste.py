@@ -318,7 +318,7 @@ def test_a_learned_category_helps_catalogue_queries_and_never_an_evaluation(ws, 
 
 
 # -- simulated players through the HTTP API --------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", ["shade", "random"])
+@pytest.mark.parametrize("kind", ["shade", "cut", "random"])
 def test_a_simulated_player_teaches_its_taste_or_nothing(ws, tmp_path, kind):
     """300 votes through the HTTP API, then approval of top matches on items the player never voted on."""
     random.seed(0)
