@@ -176,7 +176,17 @@ def test_make_scene_photos_cli_and_unknown_maker(ws, tmp_path, capsys):
     assert code == 0 and "(scene)" in out
     photos = read_query_photos(tmp_path / "scene" / "photos.csv")
     assert len(photos) == 3 and all(p.box and p.item and p.path.is_file() for p in photos)
-    with pytest.raises(ConfigError, match="unknown photo maker 'street'; choose from clutter, scene"):
+    # the phone maker through the CLI: full-size photos, boxes in the upright photo's pixels
+    code, out, _ = run(capsys, "photos", "make", "-w", ws.root, "--out", tmp_path / "phone", "--count", 2,
+                       "--style", "phone", "--seed", 3)
+    assert code == 0 and "(phone)" in out
+    from lookalike.images import load_photo
+
+    for photo in read_query_photos(tmp_path / "phone" / "photos.csv"):
+        _, _, (width, height) = load_photo(photo.path)
+        x1, y1, x2, y2 = photo.box
+        assert max(width, height) >= 1512 and 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+    with pytest.raises(ConfigError, match="unknown photo maker 'street'; choose from clutter, scene, phone"):
         make_query_photos(ws, tmp_path / "x", count=1, maker="street")
     from lookalike.cli import PHOTO_MAKERS
     from lookalike.photos.sets import MAKERS
