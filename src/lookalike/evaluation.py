@@ -15,7 +15,6 @@ random-pair baseline computed the same way (plus its expected value).
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -217,14 +216,14 @@ def evaluate(workspace: Workspace, models: list[str], metrics: list[Metric | str
                     if examples else [])
     shown: dict[str, list] = {}
 
-    from .search import declared_metrics
+    from .search import declared_metrics, learned_model
 
     rows = []
     max_r = int(relevant.max())
     for model in models:
         vectors = stores[model].vectors_for(gallery_ids)
         qvectors = vectors[[position[q] for q in query_ids]] if in_gallery else stores[model].vectors_for(query_ids)
-        if _learned(workspace, model):  # a query's own category label must not help find its category
+        if learned_model(workspace, model) is not None:  # a query's own category must not help find it
             qvectors = workspace.create_extractor(model).hide_labels(qvectors)
         for metric in metrics:
             if metric not in declared_metrics(workspace, model):
@@ -257,12 +256,6 @@ def evaluate(workspace: Workspace, models: list[str], metrics: list[Metric | str
                       item_queries=int(item_mask.sum()), gallery_split=gallery_split if protocol == "held-out" else None,
                       split=split if protocol == "held-out" else None,
                       examples={"queries": [query_ids[r] for r in example_rows], "matches": shown})
-
-
-def _learned(workspace, model: str) -> bool:
-    """Whether ``model`` was learned from votes (its vectors may carry catalogue labels)."""
-    saved = workspace.models_dir / model / "model.json"
-    return saved.is_file() and json.loads(saved.read_text()).get("kind") == "learned"
 
 
 def gallery_index_spec(workspace: Workspace, model: str, metric: Metric) -> tuple[str, dict[str, Any]]:

@@ -95,7 +95,7 @@ def _smooth_noise(rng: np.random.Generator, size: tuple[int, int], cells: int) -
 
 def _wall(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     """A painted wall under a light from above: a muted colour, brighter at the top, faintly uneven."""
-    width, height = size
+    height = size[1]
     colour = rng.uniform(0.35, 0.9, 3) * rng.uniform(0.7, 1.0) + rng.uniform(0, 0.1)
     yy = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
     light = 1.15 - rng.uniform(0.2, 0.5) * yy
