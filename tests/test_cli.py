@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -170,3 +171,11 @@ def test_train_extract_evaluate_report_map_commands(ws, capsys, tmp_path):
     assert code == 1 and "other settings" in err
     code, out, _ = run(capsys, "extract", "--model", "pixels", "--split", "test", "--limit", 5, "-w", ws)
     assert code == 0 and "computed 0 vectors" in out
+
+
+def test_output_to_a_file_or_pipe_shows_line_by_line(monkeypatch):
+    """A long job's progress must show when its output is redirected (block-buffered by default)."""
+    raw = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw, encoding="utf-8"))  # like a file: not line-buffered
+    assert main(["models"]) == 0
+    assert b"efficientnet-lite0" in raw.getvalue()  # written through without a flush

@@ -6,6 +6,7 @@ Errors become one line on stderr and exit code 1, never a traceback.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from pathlib import Path
@@ -675,6 +676,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper) and not sys.stdout.line_buffering:
+        sys.stdout.reconfigure(line_buffering=True)  # a long job's progress shows when its output is a file or pipe
     try:
         return args.func(args)
     except LookalikeError as exc:
