@@ -32,8 +32,6 @@ from ..workspace import Workspace
 from .trainer import TrainConfig, TrainResult, train
 
 RECIPES = ("photos",)
-#: the clean part's width: few dimensions, so that its share of a sign-binarised (Hamming) code stays small
-CLEAN_HIDDEN = 512
 #: settings that only photo-trained parts take (the clean part ignores them when given for the whole recipe)
 PHOTO_SETTINGS = ("photo_views", "val_photos", "instance_weight", "temperature", "real_backgrounds")
 
@@ -77,7 +75,7 @@ def recipe_config(recipe: str, name: str, backbone: str | None = None, *, models
                              dropout=0.1, input_dropout=0.1, label_smoothing=0.0, loss="cosface", photo_views=2,
                              instance_weight=1.0, temperature=0.05, val_photos=500, recipe=recipe)
     if clean_only:
-        config = TrainConfig(backbone=backbone, name=name, hidden=CLEAN_HIDDEN, epochs=config.epochs,
+        config = TrainConfig(backbone=backbone, name=name, hidden=config.hidden, epochs=config.epochs,
                              batch_size=config.batch_size, lr=config.lr, loss=config.loss, head=config.head,
                              conv_depth=config.conv_depth, flip_tta=config.flip_tta, recipe=recipe)
     return replace(config, **{k: v for k, v in overrides.items() if v is not None})
@@ -140,9 +138,7 @@ MAX_CLEAN_QUERIES = 10_000
 #: the parts' weights (shares of the squared L2 distance) a recipe's combined model may take; the first wins ties
 WEIGHT_CANDIDATES: tuple[tuple[float, float], ...] = ((1.0, 1.0), (1.0, 2.0), (2.0, 1.0), (1.0, 4.0), (4.0, 1.0))
 #: the clean-only part's share, tried once the photo parts' weights are chosen (0: left out; first wins ties)
-CLEAN_SHARES: tuple[float, ...] = (0.0, 0.125, 0.25, 0.5, 1.0)
-#: the metrics a clean part's share is scored under: it joins only where none of them loses
-SHARE_METRICS: tuple[str, ...] = ("l2", "l1", "hamming")
+CLEAN_SHARES: tuple[float, ...] = (0.0, 0.125, 0.25, 0.5)
 
 
 def choose_part_weights(workspace: Workspace, parts: list[TrainConfig], train_ids: list[str], val_ids: list[str],
@@ -150,16 +146,13 @@ def choose_part_weights(workspace: Workspace, parts: list[TrainConfig], train_id
                         log: Callable[[str], None] = print) -> tuple[list[float], dict | None]:
     """The weights that join trained parts best on validation data only, and the scores that chose them.
 
-    A weighting is scored by the mean of two numbers: top-1 same category of the clean validation items (up
-    to ``MAX_CLEAN_QUERIES``) among 10,000 training items, and the validation photos' score (the mean of their
-    top-1 and their exact-item Recall@10; the photos each photo part was chosen on), so each catalogue gets its
-    own weights. First the two photo-trained parts' weights (``candidates``, under L2: weights scale L1 alike
-    and leave sign-binarised Hamming codes unchanged), then, with those fixed, the share of a part trained on
-    clean images only (``clean_shares``; 0 leaves it out). A share adds the part's dimensions to every code,
-    and Hamming codes drop the weight, so each share is scored under every metric of ``SHARE_METRICS`` and the
-    one whose worst change from share 0 is best wins: the clean part joins only where no metric loses. Photo
-    parts that cannot be scored on the same photos (fine-tuned, trained without photos, or with different
-    seeds or backgrounds) keep 1:1, and a clean part then gets no share.
+    Each candidate is scored under L2 by the mean of two numbers: top-1 same category of the clean validation
+    items (up to ``MAX_CLEAN_QUERIES``) among 10,000 training items, and the validation photos' score (the mean
+    of their top-1 and their exact-item Recall@10; the photos each photo part was chosen on), so each catalogue
+    gets its own weights. First the two photo-trained parts' weights (``candidates``), then, with those fixed,
+    the share of a part trained on clean images only (``clean_shares``; 0 leaves it out). Photo parts that
+    cannot be scored on the same photos (fine-tuned, trained without photos, or with different seeds or
+    backgrounds) keep 1:1, and a clean part then gets no share.
     """
     from ..evaluation import RetrievalEvaluator
     from ..extractors.combined import weighted_join
@@ -192,16 +185,14 @@ def choose_part_weights(workspace: Workspace, parts: list[TrainConfig], train_id
         photos.append(extractor.embed_backbone_features(photo_backbone))
         gallery.append(workspace.feature_store(config.name).vectors_for(gallery_ids))
 
-    def scored(weights: list[float], metric: str = "l2") -> dict:
+    def scored(weights: list[float]) -> dict:
         used = [n for n, w in enumerate(weights) if w > 0]
         joined = weighted_join([gallery[n] for n in used], [weights[n] for n in used])
         on_photos = RetrievalEvaluator(weighted_join([photos[n] for n in used], [weights[n] for n in used]),
                                        [labels[i] for i in photo_items], joined, gallery_ids,
-                                       [labels[i] for i in gallery_ids], photo_items, metric=metric,
-                                       name="validation photos")()
+                                       [labels[i] for i in gallery_ids], photo_items, name="validation photos")()
         clean = RetrievalEvaluator(joined[query_rows], [labels[i] for i in val_ids], joined[training_rows],
-                                   training_ids, [labels[i] for i in training_ids], metric=metric,
-                                   name="validation items")()
+                                   training_ids, [labels[i] for i in training_ids], name="validation items")()
         return {"weights": weights, "clean_top1": clean["top1"], "photo_top1": on_photos["top1"],
                 "photo_item_recall@10": on_photos.get("item_recall@10"),
                 "score": (clean["top1"] + on_photos["score"]) / 2}
@@ -229,20 +220,13 @@ def choose_part_weights(workspace: Workspace, parts: list[TrainConfig], train_id
     if clean_parts:
         photo_weights = tuple(chosen["weights"][parts.index(c)] for c in photo_parts)
         shares = []
-        for share in clean_shares:
-            weights = placed(photo_weights, share)
-            by_metric = {m: chosen if share == 0 and m == "l2" else scored(weights, m) for m in SHARE_METRICS}
-            shares.append({**by_metric["l2"], "share": share, "by_metric": by_metric})
+        for share in clean_shares:  # share 0 is the choice above, already scored
+            r = chosen if share == 0 else scored(placed(photo_weights, share))
+            shares.append({**r, "share": share})
             if share:
-                for m, r in by_metric.items():
-                    said(f"{clean_parts[0].name} share {share:g} ({m})", r)
-        for r in shares:  # the worst change, over the metrics, from leaving the clean part out
-            r["worst_change"] = min(r["by_metric"][m]["score"] - shares[0]["by_metric"][m]["score"]
-                                    for m in SHARE_METRICS)
-        chosen = shares[max(range(len(shares)), key=lambda n: (shares[n]["worst_change"], -n))]
-        selection["clean_part"] = {"name": clean_parts[0].name, "candidates": shares, "share": chosen["share"],
-                                   "chosen_on": "the worst change of the score over the metrics "
-                                                f"{', '.join(SHARE_METRICS)} from share 0"}
+                said(f"{clean_parts[0].name} share {share:g}", r)
+        chosen = best(shares)
+        selection["clean_part"] = {"name": clean_parts[0].name, "candidates": shares, "share": chosen["share"]}
     log(f"parts' weights: {':'.join(f'{w:g}' for w in chosen['weights'])} ({', '.join(c.name for c in parts)}), "
         "chosen on validation data")
     return chosen["weights"], selection
