@@ -19,7 +19,7 @@ from lookalike.images import crop_to_box, load_image
 from lookalike.photos import (ActivationLocaliser, PhotoStyle, QueryPhoto, box_iou, item_mask, make_photo,
                               make_query_photos, read_query_photos, write_query_photos)
 from lookalike.photos.localise import Detection, Localiser, pad_box
-from lookalike.training.recipes import CLEAN_SHARES, WEIGHT_CANDIDATES, choose_part_weights
+from lookalike.training.recipes import WEIGHT_CANDIDATES, choose_part_weights
 from lookalike.training.trainer import TrainConfig
 from lookalike.workspace import Workspace
 
@@ -447,7 +447,7 @@ def test_query_photos_naming_unknown_items_are_refused(ws, tmp_path, capsys):
 
 
 # -- training ------------------------------------------------------------------------------------
-def test_photos_recipe_trains_three_heads_a_combination_and_a_localiser(ws, capsys, monkeypatch):
+def test_photos_recipe_trains_two_heads_a_combination_and_a_localiser(ws, capsys, monkeypatch):
     monkeypatch.setattr("lookalike.training.recipes.MAX_CLEAN_QUERIES", 7)  # a sample of the validation items
     code, out, err = run(capsys, "train", "--recipe", "photos", "--name", "photo-model", "--epochs", 2,
                          "--photo-views", 1, "--val-photos", 10, "--hidden", 32, "--localiser-photos", 30,
@@ -455,49 +455,31 @@ def test_photos_recipe_trains_three_heads_a_combination_and_a_localiser(ws, caps
     assert code == 0, err
     assert "localiser: validation mean IoU" in out and "photo-model-lite0: best epoch" in out
     assert "photo-model-pixels: best epoch" in out and "validation photo score" in out
-    assert "photo-model-clean: best epoch" in out
-    for part, backbone, head, views in (("photo-model-lite0", "efficientnet-lite0-rmac", "mlp", 1),
-                                        ("photo-model-pixels", "pixels", "conv", 1),
-                                        ("photo-model-clean", "pixels", "conv", 0)):  # photo settings skip it
+    for part, backbone, head in (("photo-model-lite0", "efficientnet-lite0-rmac", "mlp"),
+                                 ("photo-model-pixels", "pixels", "conv")):
         saved = json.loads((ws.root / "models" / part / "model.json").read_text())
         config = saved["config"]
         assert config["recipe"] == "photos" and config["backbone"] == backbone and config["head"] == head
-        assert config["photo_views"] == views and config["epochs"] == 2 and len(saved["history"]) == 2
+        assert config["photo_views"] == 1 and config["epochs"] == 2 and len(saved["history"]) == 2
     combined = json.loads((ws.root / "models" / "photo-model" / "model.json").read_text())
+    assert combined["config"]["models"] == ["photo-model-lite0", "photo-model-pixels"]
     # the parts' weights were chosen on validation data: the best-scoring candidate, first on ties
     selection = combined["weights_selection"]
     rows = selection["candidates"]
     assert [r["weights"] for r in rows] == [list(w) for w in WEIGHT_CANDIDATES] and selection["photos"] == 10
     assert selection["clean_queries"] == 7
-    shares = selection["clean_part"]["candidates"]
-    assert selection["clean_part"]["name"] == "photo-model-clean"
-    assert [r["share"] for r in shares] == list(CLEAN_SHARES) and CLEAN_SHARES[0] == 0
-    for r in rows + shares:
+    for r in rows:
         assert 0 <= r["clean_top1"] <= 1 and 0 <= r["photo_top1"] <= 1
         assert r["score"] == pytest.approx((r["clean_top1"] + (r["photo_top1"] + r["photo_item_recall@10"]) / 2) / 2)
-    first_best = next(r for r in rows if r["score"] == max(r["score"] for r in rows))
-    assert shares[0]["score"] == first_best["score"]  # share 0: the photo parts' choice itself
-    assert all(r["weights"][:2] == first_best["weights"] for r in shares)  # the photo parts' weights stay
-    chosen = next(r for r in shares if r["score"] == max(r["score"] for r in shares))
-    assert selection["clean_part"]["share"] == chosen["share"]
-    if chosen["share"]:  # the clean part joins with its share; with none it is left out
-        assert combined["config"]["models"] == ["photo-model-lite0", "photo-model-pixels", "photo-model-clean"]
-        assert combined["config"]["weights"] == first_best["weights"] + [chosen["share"]]
-    else:
-        assert combined["config"]["models"] == ["photo-model-lite0", "photo-model-pixels"]
-        assert combined["config"]["weights"] == first_best["weights"]
+    best = max(r["score"] for r in rows)
+    assert combined["config"]["weights"] == next(r["weights"] for r in rows if r["score"] == best)
     assert "parts' weights 1:4: clean validation top-1" in out and "chosen on validation data" in out
-    assert "photo-model-clean share 0.25: clean validation top-1" in out
     # parts whose validation photos differ (another seed) cannot be compared: they keep 1:1
     parts = [TrainConfig.from_saved(json.loads((ws.root / "models" / p / "model.json").read_text())["config"])
-             for p in ("photo-model-lite0", "photo-model-pixels")]
+             for p in combined["config"]["models"]]
     kept = choose_part_weights(Workspace(ws.root), [parts[0], replace(parts[1], seed=parts[1].seed + 1)], [], [], {},
                                log=quiet)
     assert kept == ([1.0, 1.0], None)
-    clean = TrainConfig.from_saved(json.loads((ws.root / "models" / "photo-model-clean" / "model.json").read_text())["config"])
-    kept = choose_part_weights(Workspace(ws.root), [parts[0], replace(parts[1], seed=parts[1].seed + 1), clean], [],
-                               [], {}, log=quiet)
-    assert kept == ([1.0, 1.0, 0.0], None)  # and then no share for the clean part
     assert (ws.root / "localiser" / "localiser.onnx").is_file()
     # the model is ready to search, and an extractor like any other: store path == image path
     ws2 = Workspace(ws.root)
@@ -561,15 +543,12 @@ def test_photo_view_settings_are_checked(ws):
         TrainConfig(backbone="pixels", name="x", photo_views=2, val_photos=0).check()
     with pytest.raises(ConfigError, match="--real-backgrounds is a share from 0 to 1, got 1.5"):
         TrainConfig(backbone="pixels", name="x", photo_views=2, real_backgrounds=1.5).check()
-    from lookalike.training.recipes import recipe_config, recipe_parts
+    from lookalike.training.recipes import recipe_config
 
     with pytest.raises(ConfigError, match="unknown recipe 'studio'; choose one of: photos"):
         recipe_config("studio", "x")
     assert recipe_config("photos", "x", backbone="pixels", epochs=3).head == "conv"
     assert recipe_config("photos", "x").backbone == "efficientnet-lite0-rmac"
-    lite0, pixels, clean = recipe_parts("photos", "x", photo_views=3, val_photos=20, epochs=4)
-    assert (lite0.photo_views, pixels.photo_views, clean.photo_views) == (3, 3, 0)  # photo settings skip the clean part
-    assert clean.name == "x-clean" and clean.head == "conv" and clean.epochs == 4 and clean.val_photos == 500
 
 
 def test_huge_photos_are_decoded_at_reduced_size_and_boxes_stay_in_full_size_pixels(ws, tmp_path, capsys):

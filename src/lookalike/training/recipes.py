@@ -8,12 +8,9 @@ chosen on photos of validation items only:
 - ``NAME-lite0``: a 1,024-unit L2-normalised layer on EfficientNet-Lite0's R-MAC vectors (ImageNet);
 - ``NAME-pixels``: a small CNN + 4,096-unit layer on the 32x32 pixels (mirror-averaged).
 
-- ``NAME-clean``: the same CNN on the pixels trained on the clean images only (no photos): at chance on a
-  photo alone, but the sharpest on catalogue-to-catalogue matches.
-
 ``NAME`` joins them (``lookalike combine``), with the parts' weights chosen on validation data: clean
-validation items and the validation photos (``choose_part_weights``; the clean part gets a small share, or
-none where it does not help). With ``backbone`` given, one head on it is trained instead. The same run trains the workspace's item localiser (``WS/localiser``) on photos of
+validation items and the validation photos (``choose_part_weights``). With ``backbone`` given, one head on
+it is trained instead. The same run trains the workspace's item localiser (``WS/localiser``) on photos of
 training items, unless one is there already.
 """
 
@@ -32,8 +29,6 @@ from ..workspace import Workspace
 from .trainer import TrainConfig, TrainResult, train
 
 RECIPES = ("photos",)
-#: settings that only photo-trained parts take (the clean part ignores them when given for the whole recipe)
-PHOTO_SETTINGS = ("photo_views", "val_photos", "instance_weight", "temperature", "real_backgrounds")
 
 
 def recipe_parts(recipe: str, name: str, backbone: str | None = None, *, models_dir: Path | None = None,
@@ -44,21 +39,17 @@ def recipe_parts(recipe: str, name: str, backbone: str | None = None, *, models_
         raise ConfigError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
     if backbone is not None:
         return [recipe_config(recipe, name, backbone, models_dir=models_dir, **overrides)]
-    clean = {k: v for k, v in overrides.items() if k not in PHOTO_SETTINGS}
     return [recipe_config(recipe, f"{name}-lite0", "efficientnet-lite0-rmac", **overrides),
-            recipe_config(recipe, f"{name}-pixels", "pixels", **overrides),
-            recipe_config(recipe, f"{name}-clean", "pixels", clean_only=True, models_dir=models_dir, **clean)]
+            recipe_config(recipe, f"{name}-pixels", "pixels", **overrides)]
 
 
 def recipe_config(recipe: str, name: str, backbone: str | None = None, *, models_dir: Path | None = None,
-                  clean_only: bool = False, **overrides: Any) -> TrainConfig:
+                  **overrides: Any) -> TrainConfig:
     """The settings of a named recipe on one backbone (``overrides``: any TrainConfig field given explicitly).
 
     Image-shaped backbones (``pixels``) get the conv head, the others the dense head. Two synthetic photos
     per training item and 10 epochs for the pixel CNN: the settings that trained the recommended
-    ``photo-full`` on all 54,000 Fashion-MNIST training items on 2 cores (docs/results.md). ``clean_only``:
-    the same head trained on the clean images alone (no photos; the trainer's default regularisation), the
-    part that sharpens catalogue-to-catalogue matches.
+    ``photo-full`` on all 54,000 Fashion-MNIST training items on 2 cores (docs/results.md).
     """
     from ..extractors import create_extractor
 
@@ -74,10 +65,6 @@ def recipe_config(recipe: str, name: str, backbone: str | None = None, *, models
         config = TrainConfig(backbone=backbone, name=name, hidden=1024, epochs=30, batch_size=256, lr=1e-3,
                              dropout=0.1, input_dropout=0.1, label_smoothing=0.0, loss="cosface", photo_views=2,
                              instance_weight=1.0, temperature=0.05, val_photos=500, recipe=recipe)
-    if clean_only:
-        config = TrainConfig(backbone=backbone, name=name, hidden=config.hidden, epochs=config.epochs,
-                             batch_size=config.batch_size, lr=config.lr, loss=config.loss, head=config.head,
-                             conv_depth=config.conv_depth, flip_tta=config.flip_tta, recipe=recipe)
     return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -123,11 +110,10 @@ def train_recipe(workspace: Workspace, recipe: str, name: str, *, backbone: str 
                          overwrite=overwrite, backbone_store=workspace.feature_store(config.backbone), progress=False)
     if len(parts) > 1:
         weights, selection = choose_part_weights(workspace, parts, train_ids, val_ids, labels, log=log)
-        joined = [(c, w) for c, w in zip(parts, weights) if w > 0]  # a part given no share is left out
-        model = save_combined(workspace.models_dir, name, [c.name for c, _ in joined], [w for _, w in joined],
-                              overwrite=True, selection=selection)
+        model = save_combined(workspace.models_dir, name, [c.name for c in parts], weights, overwrite=True,
+                              selection=selection)
         extract_features(workspace.catalogue, model, workspace.feature_store(name), overwrite=True,
-                         part_stores=[workspace.feature_store(c.name) for c, _ in joined], progress=False)
+                         part_stores=[workspace.feature_store(c.name) for c in parts], progress=False)
         log(f"{name}: {model.config.architecture} ({model.dim}-d), catalogue vectors extracted")
     log(f"{name}: recipe {recipe!r} finished in {(time.perf_counter() - started) / 60:.1f} min")
     return results, localiser_meta
@@ -137,39 +123,33 @@ def train_recipe(workspace: Workspace, recipe: str, name: str, *, backbone: str 
 MAX_CLEAN_QUERIES = 10_000
 #: the parts' weights (shares of the squared L2 distance) a recipe's combined model may take; the first wins ties
 WEIGHT_CANDIDATES: tuple[tuple[float, float], ...] = ((1.0, 1.0), (1.0, 2.0), (2.0, 1.0), (1.0, 4.0), (4.0, 1.0))
-#: the clean-only part's share, tried once the photo parts' weights are chosen (0: left out; first wins ties)
-CLEAN_SHARES: tuple[float, ...] = (0.0, 0.125, 0.25, 0.5)
 
 
 def choose_part_weights(workspace: Workspace, parts: list[TrainConfig], train_ids: list[str], val_ids: list[str],
-                        labels: dict[str, str], *, candidates=WEIGHT_CANDIDATES, clean_shares=CLEAN_SHARES,
+                        labels: dict[str, str], *, candidates=WEIGHT_CANDIDATES,
                         log: Callable[[str], None] = print) -> tuple[list[float], dict | None]:
-    """The weights that join trained parts best on validation data only, and the scores that chose them.
+    """The weights that join two trained parts best on validation data only, and the scores that chose them.
 
     Each candidate is scored under L2 by the mean of two numbers: top-1 same category of the clean validation
-    items (up to ``MAX_CLEAN_QUERIES``) among 10,000 training items, and the validation photos' score (the mean
-    of their top-1 and their exact-item Recall@10; the photos each photo part was chosen on), so each catalogue
-    gets its own weights. First the two photo-trained parts' weights (``candidates``), then, with those fixed,
-    the share of a part trained on clean images only (``clean_shares``; 0 leaves it out). Photo parts that
-    cannot be scored on the same photos (fine-tuned, trained without photos, or with different seeds or
-    backgrounds) keep 1:1, and a clean part then gets no share.
+    items (up to ``MAX_CLEAN_QUERIES``) among 10,000 training items, and the validation photos' score (the mean of their top-1 and their
+    exact-item Recall@10; the photos each part was chosen on), so each catalogue gets its own weights. Parts
+    that cannot be scored on the same photos (fine-tuned, trained without photos, or with different seeds or
+    backgrounds) keep 1:1.
     """
     from ..evaluation import RetrievalEvaluator
     from ..extractors.combined import weighted_join
     from .trainer import validation_photo_items, validation_photo_vectors
 
-    photo_parts = [c for c in parts if c.photo_views]
-    clean_parts = [c for c in parts if not c.photo_views]
     extractors = [workspace.create_extractor(c.name) for c in parts]
-    if (len(photo_parts) != 2 or len(clean_parts) > 1 or not all(e.embeds_backbone_features for e in extractors)
-            or len({(c.seed, c.val_photos, c.real_backgrounds) for c in photo_parts}) != 1):  # the same photos
+    if (len(parts) != 2 or not all(e.embeds_backbone_features for e in extractors)
+            or not all(c.photo_views for c in parts)
+            or len({(c.seed, c.val_photos, c.real_backgrounds) for c in parts}) != 1):  # the same photos
         log("parts' weights: 1:1 (they cannot be compared on the same validation photos)")
-        return [1.0 if c.photo_views or not clean_parts else 0.0 for c in parts], None
-    chooser = photo_parts[0]  # its seed and settings draw the validation photos, the same for every part
-    photo_items, gallery_ids = validation_photo_items(chooser, train_ids, val_ids)
+        return [1.0] * len(parts), None
+    photo_items, gallery_ids = validation_photo_items(parts[0], train_ids, val_ids)
     val_set = set(val_ids)
     if len(val_ids) > MAX_CLEAN_QUERIES:  # bounded time and memory on a large catalogue (seeded)
-        rng = np.random.default_rng([chooser.seed, 12])
+        rng = np.random.default_rng([parts[0].seed, 12])
         val_ids = sorted(val_ids[i] for i in rng.choice(len(val_ids), MAX_CLEAN_QUERIES, replace=False))
     # the photos' gallery holds every validation item and the training sample: the clean queries and their
     # gallery are its rows
@@ -180,53 +160,28 @@ def choose_part_weights(workspace: Workspace, parts: list[TrainConfig], train_id
     photos, gallery = [], []
     for config, extractor in zip(parts, extractors):
         backbone = workspace.create_extractor(config.backbone)
-        photo_backbone = validation_photo_vectors(workspace, backbone, chooser, photo_items,
+        photo_backbone = validation_photo_vectors(workspace, backbone, config, photo_items,
                                                   workspace.models_dir / config.name, log)
         photos.append(extractor.embed_backbone_features(photo_backbone))
         gallery.append(workspace.feature_store(config.name).vectors_for(gallery_ids))
-
-    def scored(weights: list[float]) -> dict:
-        used = [n for n, w in enumerate(weights) if w > 0]
-        joined = weighted_join([gallery[n] for n in used], [weights[n] for n in used])
-        on_photos = RetrievalEvaluator(weighted_join([photos[n] for n in used], [weights[n] for n in used]),
-                                       [labels[i] for i in photo_items], joined, gallery_ids,
-                                       [labels[i] for i in gallery_ids], photo_items, name="validation photos")()
-        clean = RetrievalEvaluator(joined[query_rows], [labels[i] for i in val_ids], joined[training_rows],
-                                   training_ids, [labels[i] for i in training_ids], name="validation items")()
-        return {"weights": weights, "clean_top1": clean["top1"], "photo_top1": on_photos["top1"],
-                "photo_item_recall@10": on_photos.get("item_recall@10"),
-                "score": (clean["top1"] + on_photos["score"]) / 2}
-
-    def said(what: str, r: dict) -> None:
-        log(f"{what}: clean validation top-1 {r['clean_top1']:.2%}, validation photos top-1 {r['photo_top1']:.2%}, "
-            f"item R@10 {r['photo_item_recall@10'] or 0:.2%} -> score {r['score']:.2%}")
-
-    def best(rows: list[dict]) -> dict:
-        return rows[max(range(len(rows)), key=lambda n: (rows[n]["score"], -n))]
-
-    def placed(photo_weights: tuple[float, float], share: float) -> list[float]:
-        given = iter(photo_weights)
-        return [float(next(given)) if c.photo_views else share for c in parts]
-
     rows = []
     for weights in candidates:
-        rows.append(scored(placed(weights, 0.0)))
-        said(f"parts' weights {weights[0]:g}:{weights[1]:g}", rows[-1])
-    chosen = best(rows)
-    selection = {"chosen_on": "mean of clean validation top-1 (val items vs 10,000 training items) and the "
-                              "validation photo score (top-1 and item Recall@10), L2",
-                 "clean_queries": len(val_ids), "photos": len(photo_items),
-                 "candidates": [{**r, "weights": [r["weights"][parts.index(c)] for c in photo_parts]} for r in rows]}
-    if clean_parts:
-        photo_weights = tuple(chosen["weights"][parts.index(c)] for c in photo_parts)
-        shares = []
-        for share in clean_shares:  # share 0 is the choice above, already scored
-            r = chosen if share == 0 else scored(placed(photo_weights, share))
-            shares.append({**r, "share": share})
-            if share:
-                said(f"{clean_parts[0].name} share {share:g}", r)
-        chosen = best(shares)
-        selection["clean_part"] = {"name": clean_parts[0].name, "candidates": shares, "share": chosen["share"]}
-    log(f"parts' weights: {':'.join(f'{w:g}' for w in chosen['weights'])} ({', '.join(c.name for c in parts)}), "
-        "chosen on validation data")
-    return chosen["weights"], selection
+        w = list(weights)
+        joined = weighted_join(gallery, w)
+        on_photos = RetrievalEvaluator(weighted_join(photos, w), [labels[i] for i in photo_items], joined,
+                                       gallery_ids, [labels[i] for i in gallery_ids], photo_items,
+                                       name="validation photos")()
+        clean = RetrievalEvaluator(joined[query_rows], [labels[i] for i in val_ids], joined[training_rows],
+                                   training_ids, [labels[i] for i in training_ids], name="validation items")()
+        score = (clean["top1"] + on_photos["score"]) / 2
+        rows.append({"weights": w, "clean_top1": clean["top1"], "photo_top1": on_photos["top1"],
+                     "photo_item_recall@10": on_photos.get("item_recall@10"), "score": score})
+        log(f"parts' weights {weights[0]:g}:{weights[1]:g}: clean validation top-1 {clean['top1']:.2%}, "
+            f"validation photos top-1 {on_photos['top1']:.2%}, item R@10 {on_photos.get('item_recall@10', 0):.2%}"
+            f" -> score {score:.2%}")
+    best = max(range(len(rows)), key=lambda n: (rows[n]["score"], -n))
+    chosen = rows[best]["weights"]
+    log(f"parts' weights: {chosen[0]:g}:{chosen[1]:g} ({', '.join(c.name for c in parts)}), chosen on validation data")
+    return chosen, {"chosen_on": "mean of clean validation top-1 (val items vs 10,000 training items) and the "
+                                 "validation photo score (top-1 and item Recall@10), L2",
+                    "clean_queries": len(val_ids), "photos": len(photo_items), "candidates": rows}
