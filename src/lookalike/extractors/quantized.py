@@ -115,7 +115,7 @@ def quantize(workspace: Workspace, model: str, *, images: int = 256, seed: int =
     tmp = directory / "model.onnx.tmp"
     # 7-bit weights (reduce_range): on CPUs without VNNI (AVX2 only, e.g. AMD Zen 3) the uint8 x int8 products
     # are summed in pairs into int16 and saturate; with full-range weights the vectors' cosine to the float
-    # model fell to 0.86 on such a CPU (0.98 on one with VNNI)
+    # model fell to 0.86 on such a CPU (0.98 on the machine of earlier sessions)
     quantize_static(str(prepared), str(tmp), Reader(), quant_format=QuantFormat.QOperator, per_channel=True,
                     reduce_range=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
     prepared.unlink(missing_ok=True)
