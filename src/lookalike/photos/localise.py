@@ -380,7 +380,9 @@ def train_localiser(workspace, train_ids: list[str], val_ids: list[str], directo
     maps_module, extractor = _localiser_module(variant, input_size, summed=False)
     base = ActivationLocaliser(variant, input_size)  # for its letterbox only
 
-    def make_set(ids: list[str], count: int, desc: str):
+    def make_set(ids: list[str], count: int, desc: str, keep_photos: bool):
+        """Backbone maps and target masks of ``count`` photos; the photos themselves only if ``keep_photos``
+        (about 1 MB each: 6,000 training photos kept would hold 7 GB for nothing)."""
         items = catalogue.get_many(ids)
         pool = [items[i] for i in ids]
         mids, heads, targets, boxes = [], [], [], []
@@ -400,12 +402,13 @@ def train_localiser(workspace, train_ids: list[str], val_ids: list[str], directo
                 canvas.paste(item.resize((w, h), Image.Resampling.BILINEAR), (left, top))
                 target.append(np.asarray(canvas.resize((cells, cells), Image.Resampling.BOX), np.float32) / 255.0)
             mids.append(mid[0].half()), heads.append(head[0].half()), targets.append(torch.from_numpy(np.stack(target)))
-            boxes.append((photo, scale, left, top))
+            if keep_photos:
+                boxes.append((photo, scale, left, top))
         return torch.stack(mids), torch.stack(heads), torch.stack(targets), boxes
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    x_mid, x_head, y, _ = make_set(train_ids, photos, "localiser photos")
-    v_mid, v_head, v_y, v_photos = make_set(val_ids, val_photos, "localiser validation photos")
+    x_mid, x_head, y, _ = make_set(train_ids, photos, "localiser photos", keep_photos=False)
+    v_mid, v_head, v_y, v_photos = make_set(val_ids, val_photos, "localiser validation photos", keep_photos=True)
     head = ObjectnessHead.build(x_mid.shape[1], x_head.shape[1], outputs=2).to(device)
     optimiser = torch.optim.AdamW(head.parameters(), lr=2e-3, weight_decay=1e-4)
     steps = epochs * ((len(y) + 63) // 64)
