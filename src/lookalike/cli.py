@@ -676,7 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if isinstance(sys.stdout, io.TextIOWrapper) and not sys.stdout.line_buffering:
+    if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)  # a long job's progress shows when its output is a file or pipe
     try:
         return args.func(args)
