@@ -103,3 +103,39 @@ def test_an_existing_combination_is_kept_unless_overwritten(ws, capsys):
     assert "--weights" in capsys.readouterr().err
     save_combined(ws.models_dir, "keep", ["tiny-head", "pixels"], overwrite=True)
     assert ws.create_extractor("keep").parts[0].name == "tiny-head"
+
+
+def test_a_photo_model_answers_searches_by_photo_and_catalogue_items_use_every_part(ws, capsys):
+    root = str(ws.root)
+    assert main(["combine", "--models", "pixels,tiny-head", "--name", "asym", "--photo-model", "tiny-head",
+                 "-w", root]) == 0
+    capsys.readouterr()
+    assert main(["extract", "--model", "asym", "-w", root]) == 0  # the photo model is kept in step
+    out = capsys.readouterr().out
+    assert "asym searches photos with tiny-head: extracting both" in out and "computed 200 vectors" in out
+    item = sorted(ws.catalogue.ids())[3]
+    photo = str(ws.catalogue.resolve(ws.catalogue.get(item).path))
+
+    def search(*args):
+        assert main(["search", "--image", photo, "--box", "none", "--json", "-w", root, *args]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    routed, head = search("--model", "asym"), search("--model", "tiny-head")
+    assert routed["model"] == "asym" and routed["query"]["searched_with"] == "tiny-head"
+    assert routed["results"] == head["results"]  # the photo model's vectors and index
+    as_catalogue = search("--model", "asym", "--query-kind", "catalogue")
+    assert "searched_with" not in as_catalogue["query"]
+    assert as_catalogue["results"][0]["item_id"] == item and as_catalogue["results"][0]["distance"] < 1e-6
+    assert as_catalogue["results"] != head["results"]
+    # a catalogue item is searched with every part
+    assert main(["search", "--item", item, "--model", "asym", "-k", "3", "--json", "-w", root]) == 0
+    by_item = json.loads(capsys.readouterr().out)
+    assert "searched_with" not in by_item["query"]
+    assert [r["item_id"] for r in by_item["results"]] == [r["item_id"] for r in as_catalogue["results"][1:4]]
+
+
+@pytest.mark.parametrize("photo_model, match", [("self", "the model itself"), ("no-such-model", "no-such-model")])
+def test_a_bad_photo_model_is_refused(ws, photo_model, match):
+    with pytest.raises(ConfigError, match=match):
+        save_combined(ws.models_dir, "self", ["pixels", "tiny-head"], photo_model=photo_model)
+    assert not (ws.models_dir / "self").exists()

@@ -19,8 +19,8 @@ from lookalike.images import crop_to_box, load_image
 from lookalike.photos import (ActivationLocaliser, PhotoStyle, QueryPhoto, box_iou, item_mask, make_photo,
                               make_query_photos, read_query_photos, write_query_photos)
 from lookalike.photos.localise import Detection, Localiser, pad_box
-from lookalike.training.recipes import WEIGHT_CANDIDATES, choose_part_weights
-from lookalike.training.trainer import TrainConfig
+from lookalike.training.recipes import WEIGHT_CANDIDATES, choose_clean_share, choose_part_weights
+from lookalike.training.trainer import TrainConfig, training_split
 from lookalike.workspace import Workspace
 
 
@@ -429,6 +429,25 @@ def test_photo_evaluation_matches_a_brute_force_search(ws, photo_csv):
     assert row.top1 == pytest.approx(top1) and row.item_recall_at[10] == pytest.approx(recall10)
 
 
+def test_a_model_with_a_photo_model_is_scored_with_it_on_photos(ws, photo_csv):
+    """Photos are searched with the photo model a combined model names, as ``search --image`` does."""
+    from lookalike.extractors.combined import save_combined
+    from lookalike.photos.evaluation import evaluate_photos
+
+    save_combined(ws.models_dir, "asym", ["pixels", "efficientnet-lite0"], photo_model="efficientnet-lite0",
+                  overwrite=True)
+    extract_features(ws.catalogue, ws.create_extractor("asym"), ws.feature_store("asym"), progress=False,
+                     part_stores=[ws.feature_store("pixels"), ws.feature_store("efficientnet-lite0")])
+    report = evaluate_photos(ws, ["asym", "efficientnet-lite0"], ["l2", "hamming"], photo_csv, boxes=["given", "none"],
+                             subset=100, progress=False)
+    assert report.photos["searched_with"] == {"asym": "efficientnet-lite0"}
+    rows = {(r.model, r.metric, r.box): r for r in report.rows}
+    for metric in ("l2", "hamming"):
+        for box in ("given", "none"):
+            routed, photo = rows[("asym", metric, box)], rows[("efficientnet-lite0", metric, box)]
+            assert (routed.top1, routed.item_recall_at) == (photo.top1, photo.item_recall_at)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--box", "given,sideways"], "--box: choose any of given, auto, none"),
     (["--box", "auto"], "use it with --query-photos"),
@@ -447,22 +466,38 @@ def test_query_photos_naming_unknown_items_are_refused(ws, tmp_path, capsys):
 
 
 # -- training ------------------------------------------------------------------------------------
-def test_photos_recipe_trains_two_heads_a_combination_and_a_localiser(ws, capsys, monkeypatch):
+def test_photos_recipe_trains_three_heads_two_combinations_and_a_localiser(ws, capsys, monkeypatch):
     monkeypatch.setattr("lookalike.training.recipes.MAX_CLEAN_QUERIES", 7)  # a sample of the validation items
+    monkeypatch.setattr("lookalike.training.recipes.CLEAN_SHARES", (1.0,))  # the clean part joins (the choice: below)
     code, out, err = run(capsys, "train", "--recipe", "photos", "--name", "photo-model", "--epochs", 2,
                          "--photo-views", 1, "--val-photos", 10, "--hidden", 32, "--localiser-photos", 30,
                          "-w", ws.root)
     assert code == 0, err
     assert "localiser: validation mean IoU" in out and "photo-model-lite0: best epoch" in out
     assert "photo-model-pixels: best epoch" in out and "validation photo score" in out
-    for part, backbone, head in (("photo-model-lite0", "efficientnet-lite0-rmac", "mlp"),
-                                 ("photo-model-pixels", "pixels", "conv")):
+    assert "photo-model-clean: best epoch" in out and "clean part's share 1: clean validation top-1 l2" in out
+    for part, backbone, head, views in (("photo-model-lite0", "efficientnet-lite0-rmac", "mlp", 1),
+                                        ("photo-model-pixels", "pixels", "conv", 1),
+                                        ("photo-model-clean", "pixels", "conv", 0)):
         saved = json.loads((ws.root / "models" / part / "model.json").read_text())
         config = saved["config"]
         assert config["recipe"] == "photos" and config["backbone"] == backbone and config["head"] == head
-        assert config["photo_views"] == 1 and config["epochs"] == 2 and len(saved["history"]) == 2
-    combined = json.loads((ws.root / "models" / "photo-model" / "model.json").read_text())
+        assert config["photo_views"] == views and config["epochs"] == 2 and len(saved["history"]) == 2
+        assert config["hidden"] == 32
+    # the catalogue model joins all three parts and names the photo parts' join as its photo model
+    catalogue_model = json.loads((ws.root / "models" / "photo-model" / "model.json").read_text())
+    assert catalogue_model["config"]["models"] == ["photo-model-lite0", "photo-model-pixels", "photo-model-clean"]
+    assert catalogue_model["config"]["photo_model"] == "photo-model-photos"
+    share = catalogue_model["weights_selection"]["clean_share"]
+    assert [r["share"] for r in share["candidates"]] == [1.0] and share["clean_queries"] == 7
+    for r in share["candidates"]:
+        assert set(r["clean_top1"]) == {"l2", "l1", "hamming"}
+        assert r["score"] == pytest.approx(np.mean(list(r["clean_top1"].values())))
+    combined = json.loads((ws.root / "models" / "photo-model-photos" / "model.json").read_text())
     assert combined["config"]["models"] == ["photo-model-lite0", "photo-model-pixels"]
+    assert "photo_model" not in combined["config"]
+    photo_weights = combined["config"]["weights"]
+    assert catalogue_model["config"]["weights"] == [*photo_weights, sum(photo_weights)]
     # the parts' weights were chosen on validation data: the best-scoring candidate, first on ties
     selection = combined["weights_selection"]
     rows = selection["candidates"]
@@ -506,7 +541,18 @@ def test_photos_recipe_trains_two_heads_a_combination_and_a_localiser(ws, capsys
     assert older[1] is None and np.array_equal(older[0], anything)
     code, out, err = run(capsys, "search", "--image", photo.path, "--model", "photo-model", "-w", ws.root, "--json")
     assert code == 0, err
-    assert json.loads(out)["query"]["box_source"] in ("auto", "none")
+    query = json.loads(out)["query"]
+    assert query["box_source"] in ("auto", "none") and query["searched_with"] == "photo-model-photos"
+    # the clean part's share is the best-scoring candidate, the first on ties; 0 leaves the clean part out
+    parts = [TrainConfig.from_saved(json.loads((ws.root / "models" / p / "model.json").read_text())["config"])
+             for p in catalogue_model["config"]["models"]]
+    train_ids, val_ids, _, labels = training_split(ws2, parts[0])
+    chosen, selection = choose_clean_share(ws2, parts[:2], photo_weights, parts[2], train_ids, val_ids, labels,
+                                           shares=(0.0, 0.5, 1.0, 1.0), log=quiet)
+    scores = [r["score"] for r in selection["candidates"]]
+    assert len(scores) == 4 and scores[2] == scores[3] and chosen == selection["candidates"][scores.index(max(scores))]["share"]
+    assert choose_clean_share(ws2, parts[:2], photo_weights, parts[2], train_ids, val_ids, labels, shares=(0.0,),
+                              log=quiet)[0] == 0.0
 
 
 def test_a_recipe_on_a_given_backbone_trains_one_head(ws, capsys):

@@ -79,16 +79,24 @@ def cmd_extract(args: argparse.Namespace) -> int:
         items = sample(list(ws.catalogue.items(split=args.split)), args.limit, args.seed)
         if not items:
             raise LookalikeError(f"no items in split {args.split!r}; splits: {ws.catalogue.split_counts()}")
-    summary = extract_features(ws.catalogue, extractor, ws.feature_store(args.model), batch_size=args.batch_size,
-                               overwrite=args.overwrite, items=items,
-                               backbone_store=ws.feature_store(backbone.name) if backbone is not None else None,
-                               part_stores=[ws.feature_store(p.name) for p in extractor.parts],
-                               dask=args.dask, models_dir=ws.models_dir.absolute())
-    print("\n".join(summary.lines()))
-    from .search import SearchEngine
+    from .search import SearchEngine, photo_model
 
-    for metric, sync in SearchEngine(ws).update_indexes(args.model).items():  # in place, no rebuild
-        print(f"index {args.model}/{metric}: {sync}")
+    models = [args.model]
+    if photo_model(ws, args.model) != args.model:  # the model that answers its searches by photo: kept in step
+        models.append(photo_model(ws, args.model))
+        print(f"{args.model} searches photos with {models[1]}: extracting both")
+    for model in models:
+        if model != args.model:
+            extractor = ws.create_extractor(model)
+            backbone = extractor.backbone
+        summary = extract_features(ws.catalogue, extractor, ws.feature_store(model), batch_size=args.batch_size,
+                                   overwrite=args.overwrite, items=items,
+                                   backbone_store=ws.feature_store(backbone.name) if backbone is not None else None,
+                                   part_stores=[ws.feature_store(p.name) for p in extractor.parts],
+                                   dask=args.dask, models_dir=ws.models_dir.absolute())
+        print("\n".join(summary.lines()))
+        for metric, sync in SearchEngine(ws).update_indexes(model).items():  # in place, no rebuild
+            print(f"index {model}/{metric}: {sync}")
     return 0
 
 
@@ -179,7 +187,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         mode = (args.box or "auto").strip()
         box = mode if mode in ("auto", "none") else parse_box(mode)
-        result = engine.search_image(args.image, args.model, metric, args.k, box=box, weights=args.weights)
+        result = engine.search_image(args.image, args.model, metric, args.k, box=box, weights=args.weights,
+                                     kind=args.query_kind)
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
@@ -282,7 +291,7 @@ def cmd_combine(args: argparse.Namespace) -> int:
         except ValueError:
             raise LookalikeError(f"--weights: give numbers separated by commas, got {args.weights!r}") from None
     model = save_combined(ws.models_dir, args.name, [m.strip() for m in args.models.split(",") if m.strip()],
-                          weights, overwrite=args.overwrite)
+                          weights, overwrite=args.overwrite, photo_model=args.photo_model)
     print(f"{model.name}: {model.config.architecture} ({model.dim}-d); saved in {model.directory}")
     print(f"extract its vectors (from the parts' stores) with: lookalike extract --model {model.name} -w {ws.root}")
     return 0
@@ -518,6 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="l2", help="l1, l2 or hamming (default l2)")
     p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     p.add_argument("--weights", default=None, help="weights file, for models whose weights are not packaged")
+    p.add_argument("--query-kind", choices=["photo", "catalogue"], default="photo",
+                   help="--image is a customer's photo (the default: searched with the model's photo model, where "
+                        "it names one) or a clean catalogue image (searched with the model itself)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = add("evaluate", cmd_evaluate, "nearest-match same-category accuracy of every model x metric")
@@ -604,6 +616,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", required=True, help="comma-separated models to combine, e.g. pixels-cnn,lite0-head")
     p.add_argument("--name", required=True, help="name of the combined model")
     p.add_argument("--weights", default=None, help="comma-separated positive weights (default: all 1)")
+    p.add_argument("--photo-model", default=None,
+                   help="a model that answers searches by photo in this one's place (e.g. the parts trained on "
+                        "photos, without one trained on clean images only)")
     p.add_argument("--overwrite", action="store_true", help="replace a combined model of that name")
 
     p = add("learn", cmd_learn, "learn a new model from the Dope-or-Nope votes on a base system (a taste)")

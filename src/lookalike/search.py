@@ -15,6 +15,8 @@ from .metrics import Metric
 from .workspace import Workspace
 
 DEFAULT_BACKEND = "faiss-flat"
+#: what an image query is: a customer's photo (searched with the model's photo model) or a catalogue image
+QUERY_KINDS = ("photo", "catalogue")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,21 @@ def learned_model(workspace: Workspace, model: str) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError):
         return None
     return saved if saved and saved.get("kind") == "learned" else None
+
+
+def photo_model(workspace: Workspace, model: str) -> str:
+    """The model that answers searches by photo for ``model``: the photo model a combined model names (its
+    parts trained on photos, as the ``photos`` recipe saves it), else ``model`` itself."""
+    import json
+
+    path = workspace.models_dir / model / "model.json"
+    try:
+        saved = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return model
+    if not isinstance(saved, dict) or saved.get("kind") != "combined":
+        return model
+    return saved["config"].get("photo_model") or model
 
 
 def declared_metrics(workspace: Workspace, model: str) -> list[Metric]:
@@ -186,20 +203,27 @@ class SearchEngine:
 
     def search_image(self, image: str | Path | bytes, model: str, metric: Metric | str, k: int = 10, *,
                      box: tuple[float, float, float, float] | str | None = None,
-                     weights: str | Path | None = None) -> SearchResult:
+                     weights: str | Path | None = None, kind: str = "photo") -> SearchResult:
         """Items nearest to a photo.
 
         ``box``: ``(x1, y1, x2, y2)`` in pixels (clipped to the photo), ``"auto"`` (the localiser finds the item;
         the whole photo when it finds none) or ``"none"``/``None`` (the whole photo). The query records the box
         used and its source (``given``, ``auto`` or ``none``); with ``"auto"`` also every candidate box found.
+        ``kind``: ``"photo"`` searches with the model's photo model where it names one (``searched_with`` in the
+        query says which), ``"catalogue"`` with the model itself, for a clean product image.
         """
         from .images import MAX_PHOTO_SIDE, crop_to_box, load_photo
 
+        if kind not in QUERY_KINDS:
+            raise ConfigError(f"query kind must be one of {', '.join(QUERY_KINDS)}; got {kind!r}")
         metric = Metric.parse(metric)
-        extractor = self._extractor(model, weights)
+        searched = photo_model(self.workspace, model) if kind == "photo" else model
+        extractor = self._extractor(searched, weights)
         img, scale, full = load_photo(image, max_side=MAX_PHOTO_SIDE)  # a huge photo is decoded at reduced size
         name = "<upload>" if isinstance(image, bytes) else str(image)
         query: dict[str, Any] = {"image": name, "size": list(full)}
+        if searched != model:
+            query["searched_with"] = searched
 
         def original(b) -> list[float]:  # a box in the reduced image -> full-size pixels
             return [round(min(v / scale, full[n % 2]), 1) for n, v in enumerate(b)]
@@ -220,7 +244,7 @@ class SearchEngine:
         query["box"] = original(used) if used is not None else None
         query["box_source"] = source
         vector = extractor.embed_views([views])
-        matches = self.search_vectors(vector, model, metric, k)[0]
+        matches = self.search_vectors(vector, searched, metric, k)[0]
         return SearchResult(model, metric.value, query, matches)
 
     def localiser(self):

@@ -5,6 +5,11 @@ registers ``N`` like a trained model. Its vector is ``[sqrt(w_A) * a / |a|, sqrt
 the squared L2 distance is the weighted sum of the models' squared cosine distances. Each part keeps
 its own preprocessing and ONNX graph; ``extract`` builds the vectors from the parts' stores when they
 have them, which takes seconds.
+
+A combined model may name a **photo model** (``--photo-model``): the model that answers searches by photo
+in its place. The ``photos`` recipe uses it for an asymmetric search: catalogue items are compared with every
+part, photos only with the parts trained on photos (a part trained on clean images alone adds noise to a
+photo's vector, and sharpens catalogue-to-catalogue matches).
 """
 
 from __future__ import annotations
@@ -80,6 +85,7 @@ class CombinedExtractor(PartsExtractor):
         cfg = saved["config"]
         self._set_parts([create_extractor(name, models_dir=self.directory.parent) for name in cfg["models"]])
         self.part_weights = [float(w) for w in cfg["weights"]]
+        self.photo_model: str | None = cfg.get("photo_model")
         terms = " + ".join(f"{w:g} x {p.name}" for p, w in zip(self.parts, self.part_weights))
         super().__init__(ExtractorConfig(
             name=cfg["name"], architecture=f"combined: {terms}",
@@ -87,7 +93,8 @@ class CombinedExtractor(PartsExtractor):
             dim=sum(p.dim for p in self.parts), preprocess=self.parts[0].config.preprocess,
             weights="the parts' weights: " + ", ".join(p.name for p in self.parts),
             license="those of the parts", description=f"late fusion of {', '.join(cfg['models'])}",
-            extra={"parts": [p.config.to_dict() for p in self.parts], "part_weights": self.part_weights}))
+            extra={"parts": [p.config.to_dict() for p in self.parts], "part_weights": self.part_weights,
+                   **({"photo_model": self.photo_model} if self.photo_model else {})}))
 
     def weights_checksum(self) -> str:
         key = json.dumps([[p.fingerprint() for p in self.parts], self.part_weights])
@@ -116,9 +123,10 @@ def weighted_join(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray
 
 
 def save_combined(models_dir: Path, name: str, models: list[str], weights: list[float] | None = None,
-                  *, overwrite: bool = False, selection: dict | None = None) -> CombinedExtractor:
+                  *, overwrite: bool = False, selection: dict | None = None,
+                  photo_model: str | None = None) -> CombinedExtractor:
     """Check and save a combined model in ``models_dir/name``; returns it (``selection``: how the weights were
-    chosen, kept in model.json)."""
+    chosen, kept in model.json; ``photo_model``: the model that answers searches by photo in its place)."""
     weights = [1.0] * len(models) if weights is None else [float(w) for w in weights]
     if len(models) < 2:
         raise ConfigError("--models: give at least two models to combine, e.g. --models pixels-cnn,lite0-head")
@@ -129,8 +137,13 @@ def save_combined(models_dir: Path, name: str, models: list[str], weights: list[
     if not all(w > 0 and math.isfinite(w) for w in weights):
         raise ConfigError(f"--weights must be positive numbers, got {weights}")
     directory = check_new_model(models_dir, name, models, overwrite=overwrite)
+    if photo_model is not None:
+        if photo_model == name:
+            raise ConfigError(f"--photo-model {photo_model!r} is the model itself; name another model")
+        create_extractor(photo_model, models_dir=models_dir)  # unknown names fail here, with the known ones
     directory.mkdir(parents=True, exist_ok=True)
-    saved = {"kind": KIND, "config": {"name": name, "models": list(models), "weights": weights}}
+    config = {"name": name, "models": list(models), "weights": weights}
+    saved = {"kind": KIND, "config": {**config, "photo_model": photo_model} if photo_model else config}
     if selection is not None:
         saved["weights_selection"] = selection
     tmp = directory / "model.json.tmp"

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, ImageError
 from ..evaluation import EvalReport, _choose, _score, gallery_index_spec
-from ..search import declared_metrics
+from ..search import declared_metrics, photo_model
 from ..index import ItemIndex
 from ..metrics import Metric
 from .localise import box_iou
@@ -73,7 +73,9 @@ def evaluate_photos(workspace, models: list[str], metrics: list[Metric | str], q
     """Score every model x metric x box mode on the photos of a query-photo CSV.
 
     The gallery is a seeded ``subset`` of the catalogue items every model has (held-out protocol: outside
-    ``split``, or in ``gallery_split``), plus every item a photo names, so its exact item can be found.
+    ``split``, or in ``gallery_split``), plus every item a photo names, so its exact item can be found. A model
+    that names a photo model is scored as a search by photo runs it: with its photo model's vectors
+    (``report.photos["searched_with"]``).
     """
     from .localise import workspace_localiser
 
@@ -83,7 +85,8 @@ def evaluate_photos(workspace, models: list[str], metrics: list[Metric | str], q
     boxes = parse_box_modes(boxes)
     photos = read_query_photos(query_photos)
     catalogue = workspace.catalogue
-    stores = {m: workspace.feature_store(m) for m in models}
+    searched = {m: photo_model(workspace, m) for m in models}  # a photo is searched with the model's photo model
+    stores = {m: workspace.feature_store(searched[m]) for m in models}
     common = set.intersection(*(set(s.ids()) for s in stores.values()))
     items = {i.id: i for i in catalogue.items() if i.id in common}
     named = [p.item for p in photos if p.item is not None]
@@ -125,10 +128,10 @@ def evaluate_photos(workspace, models: list[str], metrics: list[Metric | str], q
     rows, n_queries, item_queries = [], 0, 0
     max_k = max(ks)
     for model in models:
-        extractor = workspace.create_extractor(model)
+        extractor = workspace.create_extractor(searched[model])
         vectors = stores[model].vectors_for(gallery_ids)
         usable = [m for m in metrics if m in declared_metrics(workspace, model)]  # a learned model: its own only
-        specs = {metric: gallery_index_spec(workspace, model, metric) for metric in usable}
+        specs = {metric: gallery_index_spec(workspace, searched[model], metric) for metric in usable}
         indexes = {metric: ItemIndex.build(model, metric, np.asarray(gallery_ids), vectors, backend=specs[metric][0],
                                            params=specs[metric][1]) for metric in usable}
         for mode in boxes:
@@ -168,5 +171,6 @@ def evaluate_photos(workspace, models: list[str], metrics: list[Metric | str], q
                         split=split if protocol == "held-out" else None)
     report.photos = {"csv": str(query_photos), "photos": len(photos), "boxes": boxes, "localiser_iou": iou,
                      "localiser": getattr(localiser, "description", None) if "auto" in boxes else None,
-                     "unreadable": sum(1 for u in used[boxes[0]] if u.get("error"))}
+                     "unreadable": sum(1 for u in used[boxes[0]] if u.get("error")),
+                     "searched_with": {m: r for m, r in searched.items() if r != m}}
     return report
