@@ -132,6 +132,14 @@ def test_a_photo_model_answers_searches_by_photo_and_catalogue_items_use_every_p
     by_item = json.loads(capsys.readouterr().out)
     assert "searched_with" not in by_item["query"]
     assert [r["item_id"] for r in by_item["results"]] == [r["item_id"] for r in as_catalogue["results"][1:4]]
+    # an index built for the model is built alike for its photo model, which photo searches then use
+    assert main(["index", "--model", "asym", "--metric", "l2", "--backend", "numpy-flat", "-w", root]) == 0
+    assert "building both indexes" in capsys.readouterr().out
+    from lookalike.index import ItemIndex
+
+    for model in ("asym", "tiny-head"):
+        assert ItemIndex.read_meta(ws.index_dir(model, "l2")).backend == "numpy-flat"
+    assert search("--model", "asym")["results"] == head["results"]
 
 
 @pytest.mark.parametrize("photo_model, match", [("self", "the model itself"), ("no-such-model", "no-such-model")])

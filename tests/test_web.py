@@ -88,6 +88,28 @@ def test_search_by_upload_finds_the_item_or_uses_the_whole_photo(client):
         assert response.json()["query"]["box"] == pytest.approx(expected, abs=1.01)
 
 
+def test_an_upload_to_a_model_with_a_photo_model_is_answered_by_it(tmp_path):
+    from lookalike.extractors.combined import save_combined
+
+    ws = Workspace(tmp_path / "ws")
+    import_catalogue(ws.catalogue, "fashion-mnist", BUNDLED_SAMPLE, limit=60, seed=0, image_dir=ws.images_dir)
+    for model in ("pixels", "appearance"):
+        extract_features(ws.catalogue, create_extractor(model), ws.feature_store(model), progress=False)
+    save_combined(ws.models_dir, "asym", ["pixels", "appearance"], photo_model="pixels")
+    extract_features(ws.catalogue, ws.create_extractor("asym"), ws.feature_store("asym"), progress=False,
+                     part_stores=[ws.feature_store("pixels"), ws.feature_store("appearance")])
+    app = create_app(ws, Settings(db_url=f"sqlite:///{tmp_path / 'votes.sqlite'}", secret="test-secret"))
+    upload = {"file": ("photo.png", png_bytes((60, 50), (30, 140, 200)), "image/png")}
+    with TestClient(app) as client:
+        routed = client.post("/api/search", data={"system": "asym/l2", "box": "none", "k": "5"}, files=upload).json()
+        plain = client.post("/api/search", data={"system": "pixels/l2", "box": "none", "k": "5"}, files=upload).json()
+        by_item = client.get("/api/search/item", params={"item_id": routed["results"][0]["item_id"],
+                                                         "system": "asym/l2", "k": "5"}).json()
+    assert routed["system"] == "asym/l2" and routed["query"]["searched_with"] == "pixels"
+    assert routed["results"] == plain["results"] and "searched_with" not in plain["query"]
+    assert by_item["system"] == "asym/l2" and len(by_item["results"]) == 5
+
+
 @pytest.mark.parametrize("case, status, message", [
     ("not an image", 422, "not an image"),
     ("too large", 413, "larger than"),

@@ -113,7 +113,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .index import INDEXES, describe_backends, parse_params
     from .index.quality import measure_index
     from .metrics import Metric
-    from .search import SearchEngine
+    from .search import SearchEngine, photo_model
 
     if args.list:
         describe_backends()
@@ -128,20 +128,24 @@ def cmd_index(args: argparse.Namespace) -> int:
         params["shards"] = args.shards
     engine = SearchEngine(ws)
     reports = []
-    for metric in Metric.parse_list(args.metric):
-        backend, stored = engine.index_spec(args.model, metric)
+    models = [args.model]
+    if photo_model(ws, args.model) != args.model:  # its searches by photo use this model's index: built alike
+        models.append(photo_model(ws, args.model))
+        print(f"{args.model} searches photos with {models[1]}: building both indexes")
+    for model, metric in ((m, x) for m in models for x in Metric.parse_list(args.metric)):
+        backend, stored = engine.index_spec(model, metric)
         backend = args.backend or backend
         if not params and args.backend is None:
             chosen = stored  # rebuild as it was
         else:
             chosen = INDEXES.get(backend).check_params(params)  # one clear line for unknown names
         started = time.perf_counter()
-        index = engine.build_index(args.model, metric, backend=backend, params=chosen)
+        index = engine.build_index(model, metric, backend=backend, params=chosen)
         seconds = time.perf_counter() - started
-        print(f"built {args.model} {metric.value} index: {index.live_count} items, {index.meta.dim}-d, "
-              f"{index.meta.backend}, in {ws.index_dir(args.model, metric.value)}")
+        print(f"built {model} {metric.value} index: {index.live_count} items, {index.meta.dim}-d, "
+              f"{index.meta.backend}, in {ws.index_dir(model, metric.value)}")
         if args.measure:
-            report = measure_index(index, ws.feature_store(args.model), build_seconds=seconds,
+            report = measure_index(index, ws.feature_store(model), build_seconds=seconds,
                                    queries=args.measure, seed=args.seed)
             reports.append(report)
             print(f"  {report.line()}")

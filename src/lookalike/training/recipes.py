@@ -88,7 +88,8 @@ def train_recipe(workspace: Workspace, recipe: str, name: str, *, backbone: str 
                  localiser_photos: int = 6000, log: Callable[[str], None] = print,
                  **overrides: Any) -> tuple[list[TrainResult], dict | None]:
     """Train the recipe's models (for ``photos``: the item localiser too, unless the workspace has one) and,
-    when there are several, combine them as ``name``. Returns the parts' results and the localiser's metadata."""
+    when there are several, combine them as ``name`` (and its photo model ``name-photos``, when the clean part
+    joins). Returns the parts' results and the localiser's metadata."""
     from ..features import extract_features
     from ..photos.localise import TrainedLocaliser, train_localiser
     from .trainer import resolve_device, training_split

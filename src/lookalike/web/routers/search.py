@@ -39,6 +39,8 @@ async def search_upload(request: Request,
     result = await state.pool.run(state.engine.search_image, data, model, metric, k, box=crop)
     query = {key: result.query[key] for key in ("box", "box_source", "size")}
     query["candidates"] = result.query.get("candidates", [])
+    if "searched_with" in result.query:  # the model's photo model answered (an asymmetric model)
+        query["searched_with"] = result.query["searched_with"]
     return {"system": f"{model}/{metric.value}", "query": query, "results": [item_json(m) for m in result.results]}
 
 

@@ -99,7 +99,8 @@ function initSearch() {
       canvas.dataset.candidates = JSON.stringify(candidates.map((c) => c.box));
       const where = { auto: `the item found in the photo (${candidates.length} found: click another box, or drag to draw one)`,
         given: "your box", none: box === "none" ? "the whole photo" : "the whole photo: no item was found" }[q.box_source];
-      $("status").textContent = `${result.results.length} matches under ${result.system}, searching ${where}`;
+      const via = q.searched_with ? ` (photos are searched with its photo parts, ${q.searched_with})` : "";
+      $("status").textContent = `${result.results.length} matches under ${result.system}${via}, searching ${where}`;
       draw();
       show(result.results);
     } catch (err) { $("status").innerHTML = ""; $("status").append(Object.assign(document.createElement("span"), { className: "error", textContent: err.message })); }
