@@ -79,11 +79,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
         items = sample(list(ws.catalogue.items(split=args.split)), args.limit, args.seed)
         if not items:
             raise LookalikeError(f"no items in split {args.split!r}; splits: {ws.catalogue.split_counts()}")
-    from .search import SearchEngine, photo_model
+    from .search import SearchEngine, with_photo_model
 
-    models = [args.model]
-    if photo_model(ws, args.model) != args.model:  # the model that answers its searches by photo: kept in step
-        models.append(photo_model(ws, args.model))
+    models = with_photo_model(ws, args.model)
+    if len(models) > 1:
         print(f"{args.model} searches photos with {models[1]}: extracting both")
     for model in models:
         if model != args.model:
@@ -113,7 +112,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .index import INDEXES, describe_backends, parse_params
     from .index.quality import measure_index
     from .metrics import Metric
-    from .search import SearchEngine, photo_model
+    from .search import SearchEngine, with_photo_model
 
     if args.list:
         describe_backends()
@@ -128,9 +127,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         params["shards"] = args.shards
     engine = SearchEngine(ws)
     reports = []
-    models = [args.model]
-    if photo_model(ws, args.model) != args.model:  # its searches by photo use this model's index: built alike
-        models.append(photo_model(ws, args.model))
+    models = with_photo_model(ws, args.model)  # its searches by photo use the photo model's index: built alike
+    if len(models) > 1:
         print(f"{args.model} searches photos with {models[1]}: building both indexes")
     for model, metric in ((m, x) for m in models for x in Metric.parse_list(args.metric)):
         backend, stored = engine.index_spec(model, metric)

@@ -39,8 +39,8 @@ class SearchResult:
                 "results": [asdict(m) for m in self.results]}
 
 
-def learned_model(workspace: Workspace, model: str) -> dict[str, Any] | None:
-    """The saved ``model.json`` of a model learned from votes (``None`` for every other model)."""
+def saved_model(workspace: Workspace, model: str) -> dict[str, Any] | None:
+    """A workspace model's saved ``model.json`` (``None`` for built-in models, or one that cannot be read)."""
     import json
 
     path = workspace.models_dir / model / "model.json"
@@ -48,22 +48,28 @@ def learned_model(workspace: Workspace, model: str) -> dict[str, Any] | None:
         saved = json.loads(path.read_text()) if path.is_file() else None
     except (OSError, json.JSONDecodeError):
         return None
+    return saved if isinstance(saved, dict) else None
+
+
+def learned_model(workspace: Workspace, model: str) -> dict[str, Any] | None:
+    """The saved ``model.json`` of a model learned from votes (``None`` for every other model)."""
+    saved = saved_model(workspace, model)
     return saved if saved and saved.get("kind") == "learned" else None
 
 
 def photo_model(workspace: Workspace, model: str) -> str:
     """The model that answers searches by photo for ``model``: the photo model a combined model names (its
     parts trained on photos, as the ``photos`` recipe saves it), else ``model`` itself."""
-    import json
-
-    path = workspace.models_dir / model / "model.json"
-    try:
-        saved = json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, json.JSONDecodeError):
-        return model
-    if not isinstance(saved, dict) or saved.get("kind") != "combined":
+    saved = saved_model(workspace, model)
+    if not saved or saved.get("kind") != "combined":
         return model
     return saved["config"].get("photo_model") or model
+
+
+def with_photo_model(workspace: Workspace, model: str) -> list[str]:
+    """``model``, then the model that answers its searches by photo when that is another one (kept in step)."""
+    other = photo_model(workspace, model)
+    return [model] if other == model else [model, other]
 
 
 def declared_metrics(workspace: Workspace, model: str) -> list[Metric]:
