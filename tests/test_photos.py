@@ -20,7 +20,8 @@ from lookalike.photos import (ActivationLocaliser, PhotoStyle, QueryPhoto, box_i
                               make_query_photos, read_query_photos, write_query_photos)
 from lookalike.photos.localise import Detection, Localiser, pad_box
 from lookalike.training.recipes import WEIGHT_CANDIDATES, choose_clean_share, choose_part_weights
-from lookalike.training.trainer import TrainConfig, training_split
+from lookalike.training.trainer import (TrainConfig, fresh_validation_photo_items, training_split,
+                                        validation_photo_items)
 from lookalike.workspace import Workspace
 
 
@@ -501,8 +502,19 @@ def test_photos_recipe_trains_three_heads_two_combinations_and_a_localiser(ws, c
     # the parts' weights were chosen on validation data: the best-scoring candidate, first on ties
     selection = combined["weights_selection"]
     rows = selection["candidates"]
-    assert [r["weights"] for r in rows] == [list(w) for w in WEIGHT_CANDIDATES] and selection["photos"] == 10
-    assert selection["clean_queries"] == 7
+    assert [r["weights"] for r in rows] == [list(w) for w in WEIGHT_CANDIDATES] and selection["photos"] == 20
+    assert selection["clean_queries"] == 7 and "fresh validation photos" in selection["chosen_on"]
+    # scored on fresh photos, of other validation items than the 10 whose photos chose the epochs (while any remain)
+    parts = [TrainConfig.from_saved(json.loads((ws.root / "models" / p / "model.json").read_text())["config"])
+             for p in combined["config"]["models"]]
+    train_ids, val_ids, _, _ = training_split(Workspace(ws.root), parts[0])
+    epoch_items = set(validation_photo_items(parts[0], train_ids, val_ids)[0])
+    choice_items = fresh_validation_photo_items(parts[0], val_ids, 20)
+    assert len(epoch_items) == 10 and len(set(choice_items)) == min(20, len(val_ids))
+    assert len(epoch_items & set(choice_items)) == max(0, len(choice_items) + 10 - len(val_ids))
+    for part in combined["config"]["models"]:
+        names = {f.name.split("-0")[0] for f in (ws.root / "models" / part).glob("*-photos-*.npy")}
+        assert names == {"val-photos", "choice-photos"}
     for r in rows:
         assert 0 <= r["clean_top1"] <= 1 and 0 <= r["photo_top1"] <= 1
         assert r["score"] == pytest.approx((r["clean_top1"] + (r["photo_top1"] + r["photo_item_recall@10"]) / 2) / 2)
@@ -510,8 +522,6 @@ def test_photos_recipe_trains_three_heads_two_combinations_and_a_localiser(ws, c
     assert combined["config"]["weights"] == next(r["weights"] for r in rows if r["score"] == best)
     assert "parts' weights 1:4: clean validation top-1" in out and "chosen on validation data" in out
     # parts whose validation photos differ (another seed) cannot be compared: they keep 1:1
-    parts = [TrainConfig.from_saved(json.loads((ws.root / "models" / p / "model.json").read_text())["config"])
-             for p in combined["config"]["models"]]
     kept = choose_part_weights(Workspace(ws.root), [parts[0], replace(parts[1], seed=parts[1].seed + 1)], [], [], {},
                                log=quiet)
     assert kept == ([1.0, 1.0], None)

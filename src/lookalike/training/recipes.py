@@ -10,7 +10,7 @@ backbones, each chosen on validation data only:
 The two photo parts train on the catalogue's clean images and on synthetic phone photos of each training
 item, with CosFace over the categories plus a contrastive loss that brings each photo to its own item, and
 are chosen on photos of validation items. ``NAME-photos`` joins them (``lookalike combine``) with weights
-chosen on clean validation items and validation photos (``choose_part_weights``): it answers searches by
+chosen on clean validation items and fresh validation photos (``choose_part_weights``): it answers searches by
 photo. ``NAME`` adds the clean part, with a share chosen on clean validation items under every metric
 (``choose_clean_share``), and names ``NAME-photos`` as its photo model: catalogue items are compared with all
 three parts, photos with the photo parts only (the clean part is at chance on a photo and adds noise to its
@@ -157,6 +157,8 @@ def _save_joined(workspace: Workspace, name: str, joined: list[tuple[TrainConfig
 
 #: clean validation items that score a weighting (a seeded sample of them beyond this)
 MAX_CLEAN_QUERIES = 10_000
+#: fresh validation photos that score the parts' weights, per validation photo that chose an epoch
+CHOICE_PHOTOS_PER_VAL_PHOTO = 2
 #: the parts' weights (shares of the squared L2 distance) a recipe's combined model may take; the first wins ties
 WEIGHT_CANDIDATES: tuple[tuple[float, float], ...] = ((1.0, 1.0), (1.0, 2.0), (2.0, 1.0), (1.0, 4.0), (4.0, 1.0))
 #: the clean part's weight in the catalogue model, as a share of the photo parts' weights (0: left out; the
@@ -174,14 +176,16 @@ def choose_part_weights(workspace: Workspace, parts: list[TrainConfig], train_id
     """The weights that join two trained parts best on validation data only, and the scores that chose them.
 
     Each candidate is scored under L2 by the mean of two numbers: top-1 same category of the clean validation
-    items (up to ``MAX_CLEAN_QUERIES``) among 10,000 training items, and the validation photos' score (the mean of their top-1 and their
-    exact-item Recall@10; the photos each part was chosen on), so each catalogue gets its own weights. Parts
-    that cannot be scored on the same photos (fine-tuned, trained without photos, or with different seeds or
-    backgrounds) keep 1:1.
+    items (up to ``MAX_CLEAN_QUERIES``) among 10,000 training items, and the validation photos' score (the mean
+    of their top-1 and their exact-item Recall@10), so each catalogue gets its own weights. The photos are
+    fresh ones (``CHOICE_PHOTOS_PER_VAL_PHOTO`` x ``val_photos``, of other validation items where there are
+    enough): the photos that chose each part's epoch flatter the part fitted to them. Parts that cannot be
+    scored on the same photos (fine-tuned, trained without photos, or with different seeds or backgrounds)
+    keep 1:1.
     """
     from ..evaluation import RetrievalEvaluator
     from ..extractors.combined import weighted_join
-    from .trainer import validation_photo_items, validation_photo_vectors
+    from .trainer import fresh_validation_photo_items, validation_photo_items, validation_photo_vectors
 
     extractors = [workspace.create_extractor(c.name) for c in parts]
     if (len(parts) != 2 or not all(e.embeds_backbone_features for e in extractors)
@@ -189,7 +193,8 @@ def choose_part_weights(workspace: Workspace, parts: list[TrainConfig], train_id
             or len({(c.seed, c.val_photos, c.real_backgrounds) for c in parts}) != 1):  # the same photos
         log("parts' weights: 1:1 (they cannot be compared on the same validation photos)")
         return [1.0] * len(parts), None
-    photo_items, gallery_ids = validation_photo_items(parts[0], train_ids, val_ids)
+    gallery_ids = validation_photo_items(parts[0], train_ids, val_ids)[1]
+    photo_items = fresh_validation_photo_items(parts[0], val_ids, CHOICE_PHOTOS_PER_VAL_PHOTO * parts[0].val_photos)
     val_set = set(val_ids)
     if len(val_ids) > MAX_CLEAN_QUERIES:  # bounded time and memory on a large catalogue (seeded)
         rng = np.random.default_rng([parts[0].seed, 12])
@@ -204,7 +209,7 @@ def choose_part_weights(workspace: Workspace, parts: list[TrainConfig], train_id
     for config, extractor in zip(parts, extractors):
         backbone = workspace.create_extractor(config.backbone)
         photo_backbone = validation_photo_vectors(workspace, backbone, config, photo_items,
-                                                  workspace.models_dir / config.name, log)
+                                                  workspace.models_dir / config.name, log, fresh=True)
         photos.append(extractor.embed_backbone_features(photo_backbone))
         gallery.append(workspace.feature_store(config.name).vectors_for(gallery_ids))
     rows = []
@@ -226,7 +231,8 @@ def choose_part_weights(workspace: Workspace, parts: list[TrainConfig], train_id
     chosen = rows[best]["weights"]
     log(f"parts' weights: {chosen[0]:g}:{chosen[1]:g} ({', '.join(c.name for c in parts)}), chosen on validation data")
     return chosen, {"chosen_on": "mean of clean validation top-1 (val items vs 10,000 training items) and the "
-                                 "validation photo score (top-1 and item Recall@10), L2",
+                                 "score (top-1 and item Recall@10) of fresh validation photos, not the ones that "
+                                 "chose the epochs, L2",
                     "clean_queries": len(val_ids), "photos": len(photo_items), "candidates": rows}
 
 

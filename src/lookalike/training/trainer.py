@@ -215,15 +215,28 @@ def validation_photo_items(config: TrainConfig, train_ids: list[str], val_ids: l
     return photo_items, gallery_ids
 
 
+def fresh_validation_photo_items(config: TrainConfig, val_ids: list[str], count: int) -> list[str]:
+    """``count`` validation items (seeded) to photograph afresh for a choice made after training: those whose
+    photos chose the epochs (``validation_photo_items``) come last, so a later choice is not scored on the
+    photos an earlier one was fitted to while other validation items remain."""
+    chosen_before = set(validation_photo_items(config, [], val_ids)[0])
+    rng = np.random.default_rng([config.seed, 15])
+    order = [val_ids[i] for i in rng.permutation(len(val_ids))]
+    order = [i for i in order if i not in chosen_before] + [i for i in order if i in chosen_before]
+    return sorted(order[:count])
+
+
 def validation_photo_vectors(workspace: Workspace, backbone, config: TrainConfig, photo_items: list[str],
-                             directory: Path, log: Callable[[str], None] = print) -> np.ndarray:
+                             directory: Path, log: Callable[[str], None] = print, *, fresh: bool = False
+                             ) -> np.ndarray:
     """``backbone``'s vectors of one synthetic photo of each validation item (true box), made once and kept in
-    ``directory``: the same photos for every model trained with the same seed."""
+    ``directory``: the same photos for every model trained with the same seed. ``fresh``: other photos (another
+    seed, kept apart), for a choice after training that must not reuse the photos that chose the epochs."""
     from .photo_views import photo_view_vectors
 
-    return photo_view_vectors(workspace, backbone, photo_items, 1, config.seed + 1_000_003, directory,
-                              prefix="val-photos", given_only=True, photographs=config.real_backgrounds,
-                              log=log)[:, 0]
+    seed, prefix = (config.seed + 2_000_003, "choice-photos") if fresh else (config.seed + 1_000_003, "val-photos")
+    return photo_view_vectors(workspace, backbone, photo_items, 1, seed, directory, prefix=prefix,
+                              given_only=True, photographs=config.real_backgrounds, log=log)[:, 0]
 
 
 def training_split(workspace: Workspace, config: TrainConfig
