@@ -509,7 +509,7 @@ def test_photos_recipe_trains_three_heads_two_combinations_and_a_localiser(ws, c
              for p in combined["config"]["models"]]
     train_ids, val_ids, _, _ = training_split(Workspace(ws.root), parts[0])
     epoch_items = set(validation_photo_items(parts[0], train_ids, val_ids)[0])
-    choice_items = fresh_validation_photo_items(parts[0], val_ids, 20)
+    choice_items = fresh_validation_photo_items(parts[0], val_ids, 20, epoch_items)
     assert len(epoch_items) == 10 and len(set(choice_items)) == min(20, len(val_ids))
     assert len(epoch_items & set(choice_items)) == max(0, len(choice_items) + 10 - len(val_ids))
     for part in combined["config"]["models"]:

@@ -193,8 +193,9 @@ def choose_part_weights(workspace: Workspace, parts: list[TrainConfig], train_id
             or len({(c.seed, c.val_photos, c.real_backgrounds) for c in parts}) != 1):  # the same photos
         log("parts' weights: 1:1 (they cannot be compared on the same validation photos)")
         return [1.0] * len(parts), None
-    gallery_ids = validation_photo_items(parts[0], train_ids, val_ids)[1]
-    photo_items = fresh_validation_photo_items(parts[0], val_ids, CHOICE_PHOTOS_PER_VAL_PHOTO * parts[0].val_photos)
+    epoch_items, gallery_ids = validation_photo_items(parts[0], train_ids, val_ids)
+    photo_items = fresh_validation_photo_items(parts[0], val_ids, CHOICE_PHOTOS_PER_VAL_PHOTO * parts[0].val_photos,
+                                               set(epoch_items))
     val_set = set(val_ids)
     if len(val_ids) > MAX_CLEAN_QUERIES:  # bounded time and memory on a large catalogue (seeded)
         rng = np.random.default_rng([parts[0].seed, 12])

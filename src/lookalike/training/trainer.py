@@ -215,11 +215,11 @@ def validation_photo_items(config: TrainConfig, train_ids: list[str], val_ids: l
     return photo_items, gallery_ids
 
 
-def fresh_validation_photo_items(config: TrainConfig, val_ids: list[str], count: int) -> list[str]:
-    """``count`` validation items (seeded) to photograph afresh for a choice made after training: those whose
-    photos chose the epochs (``validation_photo_items``) come last, so a later choice is not scored on the
-    photos an earlier one was fitted to while other validation items remain."""
-    chosen_before = set(validation_photo_items(config, [], val_ids)[0])
+def fresh_validation_photo_items(config: TrainConfig, val_ids: list[str], count: int,
+                                 chosen_before: set[str]) -> list[str]:
+    """``count`` validation items (seeded) to photograph afresh for a choice made after training: those in
+    ``chosen_before`` (whose photos chose the epochs, ``validation_photo_items``) come last, so a later choice
+    is not scored on the photos an earlier one was fitted to while other validation items remain."""
     rng = np.random.default_rng([config.seed, 15])
     order = [val_ids[i] for i in rng.permutation(len(val_ids))]
     order = [i for i in order if i not in chosen_before] + [i for i in order if i in chosen_before]
