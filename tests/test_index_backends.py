@@ -140,3 +140,13 @@ def test_parameters_are_checked_with_one_clear_line():
         parse_params("M8")
     with pytest.raises(ConfigError, match="nlist=50 needs at least 50 training vectors"):
         create_index("faiss-ivf", 8, "l2", nlist=50).add(np.eye(8, dtype=np.float32))
+    with pytest.raises(ConfigError, match="train_per_cell must lie in 39..256"):
+        create_index("faiss-ivf", 8, "hamming", train_per_cell=20)
+
+
+def test_ivf_training_sample_follows_train_per_cell():
+    assert create_index("faiss-ivf", 8, "l2", nlist=4000).training_size(1_000_000) == 200_000  # 50 a cell
+    assert create_index("faiss-ivf", 8, "l2", nlist=4000, train_per_cell=256).training_size(1_000_000) == 1_000_000
+    assert create_index("faiss-ivf", 8, "l2", nlist=2000, train_per_cell=256).training_size(1_000_000) == 512_000
+    assert create_index("faiss-ivf", 8, "l2", nlist=100).training_size(50_000) == 50_000  # all there are
+    assert create_index("faiss-ivf", 8, "l2", nlist=100).training_size(1_000_000) == 100_000  # the floor

@@ -12,6 +12,7 @@ asks for more results and drops the removed ones.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ def as_matrix(x: np.ndarray, dim: int | None = None, *, what: str = "vectors") -
     if dim is not None and x.shape[1] != dim:
         raise IndexMismatchError(f"{what} have dimension {x.shape[1]}, but the index holds {dim}-d vectors")
     x = np.ascontiguousarray(x, dtype=np.float32)
-    if not np.isfinite(x).all():
+    if not math.isfinite(x.sum(dtype=np.float64)):  # one pass: any NaN or inf makes the float64 sum non-finite
         raise ValueError(f"{what} contain NaN or infinite values")
     return x
 
@@ -195,9 +196,8 @@ class VectorIndex(ABC):
         if n_found < k:  # fewer live vectors than asked: pad
             d = np.concatenate([d, np.full((len(queries), k - n_found), np.inf, np.float32)], 1)
             i = np.concatenate([i, np.full((len(queries), k - n_found), -1, np.int64)], 1)
-        missing = i < 0  # approximate indexes may find fewer than asked
-        if missing.any():
-            d[missing] = np.inf
+        if i.min() < 0:  # approximate indexes may find fewer than asked
+            d[i < 0] = np.inf
         return d, i
 
     def save(self, directory: Path) -> None:

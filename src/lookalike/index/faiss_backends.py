@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..metrics import Metric, hamming_codes
 from .base import Param, VectorIndex
 from .registry import register_index
@@ -30,6 +31,20 @@ def faiss_threads(n_queries: int) -> int:
     if chosen:
         return max(1, int(chosen))
     return 1 if n_queries < 32 else (os.cpu_count() or 1)
+
+
+_threads_set: int | None = None  # what set_faiss_threads last gave faiss
+
+
+def set_faiss_threads(n: int) -> None:
+    """Give faiss ``n`` OpenMP threads (a call into faiss only when ``n`` changes: single queries are
+    short enough that each call shows). Every faiss thread setting in the package goes through here."""
+    global _threads_set
+    if n != _threads_set:
+        import faiss
+
+        faiss.omp_set_num_threads(n)
+        _threads_set = n
 
 
 class _FaissIndex(VectorIndex):
@@ -75,7 +90,7 @@ class _FaissIndex(VectorIndex):
         return 0 if self._index is None else int(self._index.ntotal)
 
     def _codes(self, vectors: np.ndarray) -> np.ndarray:
-        return hamming_codes(vectors) if self.binary else vectors
+        return hamming_codes(vectors) if self.metric is Metric.HAMMING else vectors
 
     def _add(self, vectors: np.ndarray) -> None:
         self._index.add(self._codes(vectors))
@@ -86,13 +101,13 @@ class _FaissIndex(VectorIndex):
         self._selector_inner = inner  # faiss keeps a raw pointer: keep the object alive
 
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        self._faiss.omp_set_num_threads(faiss_threads(len(queries)))
+        set_faiss_threads(faiss_threads(len(queries)))
         params = self._search_parameters() if self._selector is not None else None
-        d, i = self._index.search(self._codes(queries), k, params=params)
+        d, i = self._index.search(self._codes(queries), k, params=params)  # i: faiss's int64 labels
         d = d.astype(np.float32, copy=False)  # Hamming: int32 counts
         if self.metric is Metric.L2:
             np.sqrt(np.maximum(d, 0.0, out=d), out=d)
-        return d, i.astype(np.int64, copy=False)
+        return d, i
 
     def _save(self, directory: Path) -> None:
         tmp = directory / "index.faiss.tmp"
@@ -136,7 +151,19 @@ class FaissIVFIndex(_FaissIndex):
     backend = "faiss-ivf"
     exact = False
     PARAMS = {"nlist": Param(None, "number of k-means cells; default about 4 sqrt(n)"),
-              "nprobe": Param(32, "cells scanned per query", search_time=True)}
+              "nprobe": Param(32, "cells scanned per query", search_time=True),
+              "train_per_cell": Param(50, "training vectors a cell, 39-256 (at least 100,000 in all): more gives "
+                                          "better balanced cells, so fewer vectors scanned at the same recall, "
+                                          "and a slower build")}
+    MAX_PER_CELL = 256  # faiss's k-means samples at most this many a cell by default
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        out = super().check_params(params)
+        if not 39 <= out["train_per_cell"] <= cls.MAX_PER_CELL:
+            raise ConfigError(f"index parameter train_per_cell must lie in 39..{cls.MAX_PER_CELL} (faiss's k-means "
+                              f"wants 39 to {cls.MAX_PER_CELL} vectors a cell), got {out['train_per_cell']}")
+        return out
 
     def _new_index(self) -> Any:
         return None  # its cells depend on the training data
@@ -151,16 +178,14 @@ class FaissIVFIndex(_FaissIndex):
         return max(1, min(int(4 * math.sqrt(total)), total // 39))
 
     def training_size(self, total: int) -> int:
-        """50 vectors a cell (faiss trains on at most 256 a cell), at least 100,000 when there are that many."""
+        """``train_per_cell`` vectors a cell, at least 100,000 when there are that many."""
         nlist = self.params["nlist"] or self.default_nlist(total)
-        return min(total, max(100_000, 50 * nlist))
+        return min(total, max(100_000, self.params["train_per_cell"] * nlist))
 
     def _train(self, vectors: np.ndarray, total: int) -> None:
         faiss = self._faiss
         nlist = self.params["nlist"] or min(self.default_nlist(total), max(1, len(vectors) // 39))
         if nlist > len(vectors):
-            from ..errors import ConfigError
-
             raise ConfigError(f"faiss-ivf with nlist={nlist} needs at least {nlist} training vectors, "
                               f"got {len(vectors)}")
         self.params["nlist"] = nlist
@@ -170,7 +195,7 @@ class FaissIVFIndex(_FaissIndex):
             quantizer = faiss.IndexFlat(self.dim, self.faiss_metric)
             index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, self.faiss_metric)
         index.cp.seed = 1234  # reproducible cells
-        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        set_faiss_threads(os.cpu_count() or 1)
         index.train(self._codes(vectors))
         self._index = index
         self._configure()
@@ -217,7 +242,7 @@ class FaissHNSWIndex(_FaissIndex):
         self._index.hnsw.efSearch = self.params["efSearch"]
 
     def _add(self, vectors: np.ndarray) -> None:
-        self._faiss.omp_set_num_threads(os.cpu_count() or 1)
+        set_faiss_threads(os.cpu_count() or 1)
         super()._add(vectors)
 
     def _search_parameters(self) -> Any:
