@@ -90,7 +90,7 @@ class _FaissIndex(VectorIndex):
         return 0 if self._index is None else int(self._index.ntotal)
 
     def _codes(self, vectors: np.ndarray) -> np.ndarray:
-        return hamming_codes(vectors) if self.metric is Metric.HAMMING else vectors
+        return hamming_codes(vectors) if self.binary else vectors
 
     def _add(self, vectors: np.ndarray) -> None:
         self._index.add(self._codes(vectors))
