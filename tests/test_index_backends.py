@@ -115,6 +115,25 @@ def test_every_backend_removes_and_persists(tmp_path, random_data, backend, metr
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("metric", METRICS)
+def test_a_removed_neighbourhood_still_gives_k_live_results(random_data, backend, metric):
+    """The 60 nearest of each query removed: more than a backend that filters after the search first asks for,
+    so it must ask again."""
+    vectors, queries = random_data
+    queries = queries[:3]
+    index = create_index(backend, vectors.shape[1], metric)
+    index.add(vectors)
+    reference = pairwise_distances(queries, vectors, metric)
+    gone = np.unique(np.argsort(reference, 1, kind="stable")[:, :60])
+    index.remove(gone)
+    distances, positions = index.search(queries, 10)
+    assert (positions >= 0).all() and not np.isin(positions, gone).any()
+    if INDEXES.get(backend).exact:
+        kept = np.setdiff1d(np.arange(len(vectors)), gone)
+        check_knn_with_ties(reference[:, kept], distances, np.searchsorted(kept, positions), 10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_more_neighbours_than_items_are_padded(backend):
     index = create_index(backend, 8, "l2")
     index.add(np.eye(8, dtype=np.float32))

@@ -186,19 +186,47 @@ class VectorIndex(ABC):
             return np.full((len(queries), k), np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
         if self.filters_removed or not len(self._removed):
             d, i = self._search(queries, n_found)
-        else:  # ask for more, then drop the removed ones
-            d, i = self._search(queries, min(self.ntotal, n_found + len(self._removed)))
-            keep = ~np.isin(i, self._removed) & (i >= 0)
-            order = np.argsort(~keep, axis=1, kind="stable")[:, :n_found]  # kept ones first, in rank order
-            d, i = np.take_along_axis(d, order, 1), np.take_along_axis(i, order, 1)
-            d[~np.take_along_axis(keep, order, 1)] = np.inf
-            i[~np.take_along_axis(keep, order, 1)] = -1
+        else:
+            d, i = self._search_past_removed(queries, n_found)
         if n_found < k:  # fewer live vectors than asked: pad
             d = np.concatenate([d, np.full((len(queries), k - n_found), np.inf, np.float32)], 1)
             i = np.concatenate([i, np.full((len(queries), k - n_found), -1, np.int64)], 1)
         if i.min() < 0:  # approximate indexes may find fewer than asked
             d[i < 0] = np.inf
         return d, i
+
+    def _is_removed(self, positions: np.ndarray) -> np.ndarray:
+        """Which ``positions`` were removed: a binary search in the sorted removed list (``np.isin`` hashed the
+        whole list on every call: 26 ms a query with 100,000 removed)."""
+        at = np.minimum(np.searchsorted(self._removed, positions), len(self._removed) - 1)
+        return self._removed[at] == positions
+
+    def _search_past_removed(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """For backends that cannot skip removed positions inside the search: ask for more results than ``n``
+        (twice what the removed share suggests), drop the removed ones, and ask again with four times as many
+        for the queries still short, until each has ``n`` or the index has no more to give.
+
+        Asking for ``n`` plus every removed position instead made each query of a million-item binary IVF with
+        1,000 removed items four times slower (a heap of 1,010), and with half removed, hopeless.
+        """
+        live_share = self.nlive / self.ntotal
+        fetch = min(self.ntotal, 2 * math.ceil(n / live_share) + 8)
+        out_d = np.full((len(queries), n), np.inf, np.float32)
+        out_i = np.full((len(queries), n), -1, np.int64)
+        todo = np.arange(len(queries))
+        while len(todo):
+            d, i = self._search(queries[todo], fetch)
+            keep = (i >= 0) & ~self._is_removed(i)
+            order = np.argsort(~keep, axis=1, kind="stable")[:, :n]  # kept ones first, in rank order
+            got = np.take_along_axis(keep, order, 1)
+            out_d[todo] = np.where(got, np.take_along_axis(d, order, 1), np.inf)
+            out_i[todo] = np.where(got, np.take_along_axis(i, order, 1), -1)
+            # short of n, and the index gave all it was asked for (no -1): more may come with a larger fetch
+            short = (keep.sum(1) < n) & (i[:, -1] >= 0)
+            if fetch >= self.ntotal or not short.any():
+                break
+            todo, fetch = todo[short], min(self.ntotal, 4 * fetch)
+        return out_d, out_i
 
     def save(self, directory: Path) -> None:
         """Write the index (and its removed positions) into ``directory``."""
