@@ -95,8 +95,17 @@ def test_index_errors_are_clear(data):
         index.search(np.zeros((1, 10), np.float32), 3)
     with pytest.raises(ConfigError, match="k must be at least 1"):
         index.search(vectors[:1], 0)
-    with pytest.raises(ValueError, match="NaN"):
-        index.search(np.full((1, 37), np.nan, np.float32), 3)
+    for bad in (np.nan, np.inf, -np.inf):  # one bad number among finite ones, in the second query
+        queries = np.zeros((2, 37), np.float32)
+        queries[1, 5] = bad
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            index.search(queries, 3)
+    queries = np.zeros((1, 37), np.float32)
+    queries[0, :2] = np.inf, -np.inf  # they would cancel in a float sum, not in a check
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        index.search(queries, 3)
+    huge = np.full((1, 37), np.finfo(np.float32).max, np.float32)  # finite: a float32 sum would overflow
+    assert index.search(huge, 3)[1].shape == (1, 3)
     with pytest.raises(UnknownNameError, match="unknown metric 'cosine'; choose one of: hamming, l1, l2"):
         Metric.parse("cosine")
     with pytest.raises(UnknownNameError, match="unknown index backend 'annoy'.*faiss-flat"):

@@ -34,7 +34,7 @@ def as_matrix(x: np.ndarray, dim: int | None = None, *, what: str = "vectors") -
     if dim is not None and x.shape[1] != dim:
         raise IndexMismatchError(f"{what} have dimension {x.shape[1]}, but the index holds {dim}-d vectors")
     x = np.ascontiguousarray(x, dtype=np.float32)
-    if not math.isfinite(x.sum(dtype=np.float64)):  # one pass: any NaN or inf makes the float64 sum non-finite
+    if not np.isfinite(x).all():
         raise ValueError(f"{what} contain NaN or infinite values")
     return x
 
