@@ -98,8 +98,18 @@ def ort_threads() -> int:
     return int(os.environ.get("LOOKALIKE_ORT_THREADS") or os.cpu_count() or 1)
 
 
+def ort_spinning() -> bool:
+    """Whether ONNX Runtime's idle threads busy-wait for the next work: only with ``$LOOKALIKE_ORT_SPIN=1``.
+
+    Off by default: a photo search runs two sessions in turn (the localiser, then the model), and the first's
+    spinning threads held the cores the second needed (a photo search 1.8x slower on 2 cores; docs/benchmarks.md).
+    On, one session extracting large batches gains a little (about 8% here).
+    """
+    return os.environ.get("LOOKALIKE_ORT_SPIN", "0") == "1"
+
+
 def ort_session(path: Path) -> onnxruntime.InferenceSession:
-    """An ONNX Runtime CPU session with the project's thread settings (see ``ort_threads``)."""
+    """An ONNX Runtime CPU session with the project's thread settings (``ort_threads``, ``ort_spinning``)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -107,6 +117,7 @@ def ort_session(path: Path) -> onnxruntime.InferenceSession:
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if ort_spinning() else "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
