@@ -170,3 +170,25 @@ def test_workspace_models_are_resolved_inside_their_workspace(tmp_path):
         create_extractor("mix")  # no workspace: built-in models only
     with pytest.raises(ConfigError, match="built-in"):
         save_combined(first.models_dir, "pixels", ["efficientnet-lite0", "appearance"])
+
+
+@pytest.mark.parametrize(("env", "expected"), [(None, "0"), ("0", "0"), ("1", "1")])
+def test_onnx_runtime_threads_spin_only_when_asked(tmp_path, monkeypatch, env, expected):
+    """Idle threads that spin hold the cores the next session needs (a photo: the localiser, then the model)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from lookalike.extractors.base import ort_session
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "relu.onnx")
+    if env is None:
+        monkeypatch.delenv("LOOKALIKE_ORT_SPIN", raising=False)
+    else:
+        monkeypatch.setenv("LOOKALIKE_ORT_SPIN", env)
+    session = ort_session(tmp_path / "relu.onnx")
+    assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == expected
+    out = session.run(None, {"x": np.array([[-1, 2, -3, 4]], np.float32)})[0]
+    np.testing.assert_array_equal(out, [[0, 2, 0, 4]])
