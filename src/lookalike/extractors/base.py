@@ -102,7 +102,7 @@ def ort_spinning() -> bool:
     """Whether ONNX Runtime's idle threads busy-wait for the next work: only with ``$LOOKALIKE_ORT_SPIN=1``.
 
     Off by default: a photo search runs two sessions in turn (the localiser, then the model), and the first's
-    spinning threads held the cores the second needed (a photo search 1.8x slower on 2 cores; docs/benchmarks.md).
+    spinning threads held the cores the second needed (a photo search 1.2-1.9x slower on 2 cores; docs/benchmarks.md).
     On, one session extracting large batches gains a little (about 8% here).
     """
     return os.environ.get("LOOKALIKE_ORT_SPIN", "0") == "1"
