@@ -206,8 +206,8 @@ class VectorIndex(ABC):
         (twice what the removed share suggests), drop the removed ones, and ask again with four times as many
         for the queries still short, until each has ``n`` or the index has no more to give.
 
-        Asking for ``n`` plus every removed position instead made each query of a million-item binary IVF with
-        1,000 removed items four times slower (a heap of 1,010), and with half removed, hopeless.
+        Asking for ``n`` plus every removed position instead made a query of a million-item binary IVF with
+        1,000 removed items three times slower (0.75 vs 0.24 ms), and with 100,000 removed 30 times (7.3 ms).
         """
         live_share = self.nlive / self.ntotal
         fetch = min(self.ntotal, 2 * math.ceil(n / live_share) + 8)
