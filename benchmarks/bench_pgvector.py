@@ -120,11 +120,12 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
+    import faiss
+
     from lookalike.index import create_index
-    from lookalike.index.faiss_backends import set_faiss_threads
     from lookalike.metrics import Metric, pairwise_distances
 
-    set_faiss_threads(1)
+    faiss.omp_set_num_threads(1)
     metric = Metric.parse(args.metric)
     data = np.load(args.vectors, mmap_mode="r")
     vectors = data[: args.n]  # memory-mapped: added 50,000 rows at a time, never loaded whole

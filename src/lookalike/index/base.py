@@ -49,6 +49,8 @@ class Param:
     required: bool = False  # no default: the caller must give it (e.g. a vector layout)
     choices: tuple[str, ...] | None = None  # a word from these instead of a whole number
     text: bool = False  # any text (e.g. a database URL) instead of a whole number
+    low: int = 1  # a whole number's smallest value
+    high: int | None = None  # and its largest, where it has one
 
 
 class VectorIndex(ABC):
@@ -97,8 +99,11 @@ class VectorIndex(ABC):
                 value = int(value)
             except (TypeError, ValueError):
                 raise ConfigError(f"index parameter {name} must be a whole number, got {value!r}") from None
-            if value < 1:
-                raise ConfigError(f"index parameter {name} must be at least 1, got {value}")
+            if spec.high is not None and not spec.low <= value <= spec.high:
+                raise ConfigError(f"index parameter {name} must lie in {spec.low}..{spec.high} ({spec.help}), "
+                                  f"got {value}")
+            if value < spec.low:
+                raise ConfigError(f"index parameter {name} must be at least {spec.low}, got {value}")
             out[name] = value
         return out
 
